@@ -1,0 +1,210 @@
+//! The authn/policy tower layer: bearer token -> [`Caller`], checked against
+//! the method's policy before the handler runs.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use futures_util::future::{BoxFuture, FutureExt};
+use steward_proto::common::Access;
+use tonic::{Code, Status};
+use tower::{Layer, Service};
+
+use super::{
+    caller::{Caller, Grant},
+    policy::{MethodPolicy, PolicyTable},
+    token::{Role, TokenError, TokenVerifier},
+};
+use crate::error::refusal;
+
+#[derive(Clone)]
+pub struct AuthLayer {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    policies: PolicyTable,
+    verifier: TokenVerifier,
+}
+
+impl AuthLayer {
+    pub fn new(policies: PolicyTable, verifier: TokenVerifier) -> Self {
+        Self {
+            inner: Arc::new(Shared { policies, verifier }),
+        }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            shared: self.inner.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+/// Decides whether a caller presenting `token` may call a method with
+/// `policy`. Pure, so the rules are tested without a server.
+pub fn authorize(
+    policy: Option<&MethodPolicy>,
+    token: Option<&str>,
+    verifier: &TokenVerifier,
+) -> Result<Option<Caller>, Status> {
+    let Some(policy) = policy else {
+        return Err(refusal(
+            Code::PermissionDenied,
+            "NO_POLICY",
+            "method has no access policy",
+        ));
+    };
+    let claims = match token.map(|t| verifier.verify(t)) {
+        None if policy.allows(Access::Public) => return Ok(None),
+        None => return Err(Status::unauthenticated("missing bearer token")),
+        Some(Err(TokenError::Expired)) => return Err(Status::unauthenticated("token expired")),
+        Some(Err(err)) => return Err(Status::unauthenticated(format!("invalid token: {err}"))),
+        Some(Ok(claims)) => claims,
+    };
+    let role_grant = [
+        (Access::UserAdmin, Role::UserAdmin),
+        (Access::PlatformService, Role::PlatformService),
+    ]
+    .into_iter()
+    .find(|(access, role)| policy.allows(*access) && claims.has_role(*role))
+    .map(|(_, role)| Grant::Role(role));
+    let grant = match role_grant {
+        Some(grant) => grant,
+        None if policy.allows(Access::Self_) => Grant::SelfOnly,
+        None if policy.allows(Access::Public) => Grant::Public,
+        None => {
+            return Err(refusal(
+                Code::PermissionDenied,
+                "ROLE_REQUIRED",
+                "the caller lacks a role this method requires",
+            ));
+        }
+    };
+    Ok(Some(Caller::from_claims(&claims, grant)))
+}
+
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl<S, B> Service<http::Request<B>> for AuthService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path();
+        if PolicyTable::is_public_infrastructure(path) {
+            return self.inner.call(req).boxed();
+        }
+        let policy = self.shared.policies.get(path);
+        match authorize(policy, bearer(req.headers()), &self.shared.verifier) {
+            Ok(caller) => {
+                if let Some(caller) = caller {
+                    let span = tracing::Span::current();
+                    span.record("user_id", caller.user_id.as_str());
+                    req.extensions_mut().insert(caller);
+                }
+                // Take the service that was driven to readiness, leave a clone.
+                let clone = self.inner.clone();
+                let mut ready = std::mem::replace(&mut self.inner, clone);
+                async move { ready.call(req).await }.boxed()
+            }
+            Err(status) => {
+                tracing::info!(method = path, code = ?status.code(), "call refused by policy");
+                async move { Ok(status.into_http()) }.boxed()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::auth::{Claims, KeySet, TokenSigner};
+
+    fn setup() -> (TokenSigner, TokenVerifier) {
+        let signer = TokenSigner::generate();
+        let mut keys = KeySet::default();
+        keys.add(signer.verifying_key());
+        (signer, TokenVerifier::new(keys))
+    }
+
+    fn policy(allow: &[Access]) -> MethodPolicy {
+        MethodPolicy {
+            allow: allow.to_vec(),
+            audit_action: String::new(),
+        }
+    }
+
+    #[test]
+    fn missing_policy_is_denied_even_for_admins() {
+        let (signer, verifier) = setup();
+        let token = signer.sign(&Claims::new("a", &[Role::UserAdmin], Duration::from_secs(60)));
+        let err = authorize(None, Some(&token), &verifier).unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+    }
+
+    #[test]
+    fn roles_and_self() {
+        let (signer, verifier) = setup();
+        let user = signer.sign(&Claims::new("u", &[Role::User], Duration::from_secs(60)));
+        let admin = signer.sign(&Claims::new("a", &[Role::UserAdmin], Duration::from_secs(60)));
+        let admin_only = policy(&[Access::UserAdmin]);
+        let with_self = policy(&[Access::Self_, Access::UserAdmin]);
+
+        assert_eq!(
+            authorize(Some(&admin_only), Some(&user), &verifier)
+                .unwrap_err()
+                .code(),
+            Code::PermissionDenied
+        );
+        assert_eq!(
+            authorize(Some(&admin_only), None, &verifier)
+                .unwrap_err()
+                .code(),
+            Code::Unauthenticated
+        );
+        let caller = authorize(Some(&with_self), Some(&user), &verifier)
+            .unwrap()
+            .unwrap();
+        assert_eq!(caller.grant, Grant::SelfOnly);
+        let caller = authorize(Some(&with_self), Some(&admin), &verifier)
+            .unwrap()
+            .unwrap();
+        assert_eq!(caller.grant, Grant::Role(Role::UserAdmin));
+        assert!(
+            authorize(Some(&policy(&[Access::Public])), None, &verifier)
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! Authentication and method policy.
+//!
+//! * [`token`]: EdDSA (Ed25519) JWTs: signing, verification, claims.
+//! * [`policy`]: the `(steward.common.v1.policy)` option of every RPC, read
+//!   from the descriptor set: the one source of truth for who may call what.
+//! * [`layer`]: the tower layer that verifies the bearer token and enforces
+//!   the policy before a handler runs, leaving a [`Caller`] in the request.
+
+pub mod caller;
+pub mod layer;
+pub mod policy;
+pub mod token;
+
+pub use caller::{Caller, Grant};
+pub use layer::AuthLayer;
+pub use policy::{MethodPolicy, PolicyTable};
+pub use token::{Claims, KeySet, Role, TokenSigner, TokenVerifier};

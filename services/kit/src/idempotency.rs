@@ -1,0 +1,74 @@
+//! Idempotency keys: a retried command returns the first execution's
+//! response instead of applying twice.
+//!
+//! Use inside the command's transaction: [`claim`] first, [`complete`] last.
+//! A concurrent duplicate blocks on the key's row until the first commits,
+//! then replays; a rolled-back first attempt leaves no key behind.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use crate::schema::idempotency_keys::dsl as k;
+
+#[derive(Debug)]
+pub enum Claim {
+    /// First time: execute, then [`complete`].
+    New,
+    /// Seen before with the same request: return this response.
+    Replay(Vec<u8>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    /// The key was used before for a different request.
+    #[error("idempotency key reused with a different request")]
+    Mismatch,
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+/// A digest of the request message: a key reused for another request is
+/// refused rather than silently answered with the wrong response.
+pub fn fingerprint<M: Message>(request: &M) -> Vec<u8> {
+    Sha256::digest(request.encode_to_vec()).to_vec()
+}
+
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    scope: &str,
+    key: &str,
+    fingerprint: &[u8],
+) -> Result<Claim, IdempotencyError> {
+    let inserted = diesel::insert_into(k::idempotency_keys)
+        .values((k::scope.eq(scope), k::key.eq(key), k::fingerprint.eq(fingerprint)))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    if inserted == 1 {
+        return Ok(Claim::New);
+    }
+    let (stored_fingerprint, response): (Vec<u8>, Option<Vec<u8>>) = k::idempotency_keys
+        .filter(k::scope.eq(scope).and(k::key.eq(key)))
+        .select((k::fingerprint, k::response))
+        .first(conn)
+        .await?;
+    if stored_fingerprint != fingerprint {
+        return Err(IdempotencyError::Mismatch);
+    }
+    Ok(Claim::Replay(response.unwrap_or_default()))
+}
+
+pub async fn complete<M: Message>(
+    conn: &mut AsyncPgConnection,
+    scope: &str,
+    key: &str,
+    response: &M,
+) -> QueryResult<()> {
+    diesel::update(k::idempotency_keys.filter(k::scope.eq(scope).and(k::key.eq(key))))
+        .set(k::response.eq(response.encode_to_vec()))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}

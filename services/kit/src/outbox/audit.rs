@@ -1,0 +1,127 @@
+//! Building audit events from a request's caller and context.
+
+use std::{collections::HashMap, time::Instant};
+
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
+use steward_proto::{
+    audit::{AuditEvent, Category},
+    common::Result as Outcome,
+};
+use uuid::Uuid;
+
+use crate::{auth::Caller, context::RequestContext};
+
+/// An audit event under construction; [`AuditRecord::write`] puts it in the
+/// outbox of the current transaction.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    event: AuditEvent,
+    started: Instant,
+}
+
+fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+impl AuditRecord {
+    /// `source` is the emitting service, `subject_user_id` whose log the
+    /// event belongs to.
+    pub fn new(
+        source: &str,
+        action: &str,
+        caller: &Caller,
+        context: &RequestContext,
+        subject_user_id: &str,
+    ) -> Self {
+        let category = caller.category_on(subject_user_id);
+        let modified = if !subject_user_id.is_empty() && subject_user_id != caller.user_id {
+            subject_user_id.to_owned()
+        } else {
+            String::new()
+        };
+        Self {
+            event: AuditEvent {
+                event_id: String::new(),
+                occurred_at: None,
+                product: source.to_owned(),
+                action: action.to_owned(),
+                category: category as i32,
+                actor_user_id: caller.user_id.clone(),
+                subject_user_id: subject_user_id.to_owned(),
+                modified_user_id: modified,
+                impersonator_user_id: caller.impersonator_user_id.clone().unwrap_or_default(),
+                impersonation_session_id: caller
+                    .impersonation_session_id
+                    .clone()
+                    .unwrap_or_default(),
+                token_id: caller.token_id.clone().unwrap_or_default(),
+                project: String::new(),
+                comments: HashMap::new(),
+                client_ip: context.client_ip.clone(),
+                user_agent: context.user_agent.clone(),
+                result: Outcome::Success as i32,
+                error_message: String::new(),
+                duration: None,
+                request_id: context.request_id.clone(),
+                trace_id: context.trace_id(),
+                source: source.to_owned(),
+            },
+            started: Instant::now(),
+        }
+    }
+
+    pub fn product(mut self, product: &str) -> Self {
+        self.event.product = product.to_owned();
+        self
+    }
+
+    pub fn action(mut self, action: &str) -> Self {
+        self.event.action = action.to_owned();
+        self
+    }
+
+    pub fn category(mut self, category: Category) -> Self {
+        self.event.category = category as i32;
+        self
+    }
+
+    pub fn comment(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.event.comments.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn failed(mut self, error_message: impl Into<String>) -> Self {
+        self.event.result = Outcome::Failure as i32;
+        self.event.error_message = error_message.into();
+        self
+    }
+
+    pub fn action_name(&self) -> &str {
+        &self.event.action
+    }
+
+    /// The finished event, stamped with a fresh UUIDv7 and the duration.
+    pub fn finish(&self) -> (Uuid, AuditEvent) {
+        let id = Uuid::now_v7();
+        let mut event = self.event.clone();
+        event.event_id = id.to_string();
+        event.occurred_at = Some(timestamp(chrono::Utc::now()));
+        let elapsed = self.started.elapsed();
+        event.duration = Some(prost_types::Duration {
+            seconds: elapsed.as_secs() as i64,
+            nanos: elapsed.subsec_nanos() as i32,
+        });
+        (id, event)
+    }
+
+    /// Writes the event to the outbox; call inside the change's transaction.
+    pub async fn write(&self, conn: &mut AsyncPgConnection) -> QueryResult<Uuid> {
+        let (id, event) = self.finish();
+        super::enqueue(conn, super::AUDIT, id, &event).await?;
+        Ok(id)
+    }
+}

@@ -1,0 +1,134 @@
+//! Where outbox rows go: gRPC clients of the receiving services.
+
+use std::time::Duration;
+
+use prost::Message;
+use steward_proto::{
+    audit::{AuditEvent, IngestEventsRequest, audit_ingest_service_client::AuditIngestServiceClient},
+    notifications::{
+        EnqueueNotificationsRequest, Notification,
+        notification_ingest_service_client::NotificationIngestServiceClient,
+    },
+};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::auth::{Claims, Role, TokenSigner};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("payload does not decode: {0}")]
+    Payload(String),
+    #[error("destination refused or unreachable: {0}")]
+    Rpc(String),
+}
+
+/// A receiver of outbox messages. Must be idempotent per event id: the relay
+/// may deliver a batch again after a crash or timeout.
+#[async_trait::async_trait]
+pub trait Destination: Send + Sync + 'static {
+    async fn deliver(&self, payloads: Vec<Vec<u8>>) -> Result<(), DeliveryError>;
+}
+
+/// Relays authenticate as PLATFORM_SERVICE with a short-lived token they
+/// mint themselves.
+#[derive(Clone)]
+struct ServiceCredentials {
+    signer: TokenSigner,
+    subject: String,
+}
+
+impl ServiceCredentials {
+    fn authorize<T>(&self, message: T) -> tonic::Request<T> {
+        let token = self.signer.sign(&Claims::new(
+            self.subject.clone(),
+            &[Role::PlatformService],
+            Duration::from_secs(300),
+        ));
+        let mut request = tonic::Request::new(message);
+        if let Ok(value) = format!("Bearer {token}").parse() {
+            request.metadata_mut().insert("authorization", value);
+        }
+        crate::telemetry::inject_current(request.metadata_mut());
+        request
+    }
+}
+
+fn channel(endpoint: &str) -> Result<Channel, DeliveryError> {
+    Ok(Endpoint::from_shared(endpoint.to_owned())
+        .map_err(|e| DeliveryError::Rpc(e.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .connect_lazy())
+}
+
+fn decode_all<M: Message + Default>(payloads: Vec<Vec<u8>>) -> Result<Vec<M>, DeliveryError> {
+    payloads
+        .into_iter()
+        .map(|p| M::decode(p.as_slice()).map_err(|e| DeliveryError::Payload(e.to_string())))
+        .collect()
+}
+
+/// `steward.audit.v1.AuditIngestService/IngestEvents`.
+pub struct AuditIngestDestination {
+    client: AuditIngestServiceClient<Channel>,
+    credentials: ServiceCredentials,
+}
+
+impl AuditIngestDestination {
+    pub fn new(endpoint: &str, signer: TokenSigner, service: &str) -> Result<Self, DeliveryError> {
+        Ok(Self {
+            client: AuditIngestServiceClient::new(channel(endpoint)?),
+            credentials: ServiceCredentials {
+                signer,
+                subject: format!("service:{service}"),
+            },
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Destination for AuditIngestDestination {
+    async fn deliver(&self, payloads: Vec<Vec<u8>>) -> Result<(), DeliveryError> {
+        let events = decode_all::<AuditEvent>(payloads)?;
+        self.client
+            .clone()
+            .ingest_events(self.credentials.authorize(IngestEventsRequest { events }))
+            .await
+            .map(|_| ())
+            .map_err(|s| DeliveryError::Rpc(format!("{:?}: {}", s.code(), s.message())))
+    }
+}
+
+/// `steward.notifications.v1.NotificationIngestService/EnqueueNotifications`.
+pub struct NotificationDestination {
+    client: NotificationIngestServiceClient<Channel>,
+    credentials: ServiceCredentials,
+}
+
+impl NotificationDestination {
+    pub fn new(endpoint: &str, signer: TokenSigner, service: &str) -> Result<Self, DeliveryError> {
+        Ok(Self {
+            client: NotificationIngestServiceClient::new(channel(endpoint)?),
+            credentials: ServiceCredentials {
+                signer,
+                subject: format!("service:{service}"),
+            },
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Destination for NotificationDestination {
+    async fn deliver(&self, payloads: Vec<Vec<u8>>) -> Result<(), DeliveryError> {
+        let notifications = decode_all::<Notification>(payloads)?;
+        self.client
+            .clone()
+            .enqueue_notifications(
+                self.credentials
+                    .authorize(EnqueueNotificationsRequest { notifications }),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|s| DeliveryError::Rpc(format!("{:?}: {}", s.code(), s.message())))
+    }
+}

@@ -1,0 +1,63 @@
+//! The transactional outbox.
+//!
+//! [`enqueue`] writes a message inside the caller's transaction, so the
+//! message exists if and only if the state change committed. A [`Relay`]
+//! per destination ships committed rows in batches and deletes them once the
+//! destination acknowledged them. Delivery is at-least-once; receivers
+//! deduplicate by event id.
+
+mod audit;
+mod destinations;
+mod relay;
+
+pub use audit::AuditRecord;
+pub use destinations::{AuditIngestDestination, Destination, DeliveryError, NotificationDestination};
+pub use relay::{Relay, RelayConfig};
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use prost::Message;
+use uuid::Uuid;
+
+use crate::schema::outbox::dsl as o;
+
+/// Destination names (the `destination` column).
+pub const AUDIT: &str = "audit";
+pub const NOTIFICATIONS: &str = "notifications";
+
+/// The channel relays LISTEN on.
+pub const NOTIFY_CHANNEL: &str = "steward_outbox";
+
+/// Writes one message for `destination`; call inside the transaction of the
+/// change it describes.
+pub async fn enqueue<M: Message>(
+    conn: &mut AsyncPgConnection,
+    destination: &str,
+    event_id: Uuid,
+    message: &M,
+) -> QueryResult<()> {
+    diesel::insert_into(o::outbox)
+        .values((
+            o::destination.eq(destination),
+            o::event_id.eq(event_id),
+            o::payload.eq(message.encode_to_vec()),
+        ))
+        .execute(conn)
+        .await?;
+    // Delivered at commit (and dropped on rollback) by PostgreSQL itself.
+    diesel::sql_query("SELECT pg_notify($1, $2)")
+        .bind::<diesel::sql_types::Text, _>(NOTIFY_CHANNEL)
+        .bind::<diesel::sql_types::Text, _>(destination)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Rows waiting for `destination` (operators' backlog gauge, tests).
+pub async fn pending(conn: &mut AsyncPgConnection, destination: &str) -> QueryResult<i64> {
+    o::outbox
+        .filter(o::destination.eq(destination))
+        .count()
+        .get_result(conn)
+        .await
+}

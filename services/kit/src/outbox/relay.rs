@@ -1,0 +1,215 @@
+//! Ships committed outbox rows to one destination.
+
+use std::{sync::Arc, time::Duration};
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{Destination, NOTIFY_CHANNEL};
+use crate::{db::Pool, schema::outbox::dsl as o};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RelayConfig {
+    pub batch_size: i64,
+    /// Safety net in case a notification is missed (listener reconnecting).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub min_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 200,
+            poll_interval: Duration::from_secs(5),
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Exponential backoff for the n-th consecutive failure, capped.
+pub fn backoff(config: &RelayConfig, failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    config
+        .min_backoff
+        .saturating_mul(factor)
+        .min(config.max_backoff)
+}
+
+pub struct Relay {
+    pool: Pool,
+    database_url: String,
+    schema: String,
+    name: String,
+    destination: Arc<dyn Destination>,
+    config: RelayConfig,
+}
+
+#[derive(Debug)]
+enum Drained {
+    /// Rows delivered (a full batch means more may be waiting).
+    Delivered(usize),
+    /// The destination failed; rows were rescheduled.
+    Failed,
+}
+
+impl Relay {
+    pub fn new(
+        pool: Pool,
+        database_url: &str,
+        schema: &str,
+        name: &str,
+        destination: Arc<dyn Destination>,
+        config: RelayConfig,
+    ) -> Self {
+        Self {
+            pool,
+            database_url: database_url.to_owned(),
+            schema: schema.to_owned(),
+            name: name.to_owned(),
+            destination,
+            config,
+        }
+    }
+
+    /// Runs until `shutdown` turns true, then finishes the batch in hand.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut failures = 0u32;
+        let mut listener: Option<AsyncPgConnection> = None;
+        while !*shutdown.borrow() {
+            if listener.is_none() {
+                listener = self.listen().await;
+            }
+            let wait = match self.drain_once().await {
+                Ok(Drained::Delivered(n)) => {
+                    failures = 0;
+                    if n as i64 == self.config.batch_size {
+                        continue;
+                    }
+                    self.config.poll_interval
+                }
+                Ok(Drained::Failed) => {
+                    failures += 1;
+                    backoff(&self.config, failures)
+                }
+                Err(err) => {
+                    failures += 1;
+                    tracing::warn!(destination = %self.name, error = %err, "outbox relay cannot reach the database");
+                    backoff(&self.config, failures)
+                }
+            };
+            let notified = async {
+                match listener.as_mut() {
+                    Some(conn) => {
+                        let mut stream = std::pin::pin!(conn.notifications_stream());
+                        let next = stream.next().await;
+                        matches!(next, Some(Ok(_)))
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                alive = notified => if !alive { listener = None; },
+                _ = tokio::time::sleep(wait) => {},
+                _ = shutdown.changed() => {},
+            }
+        }
+        tracing::debug!(destination = %self.name, "outbox relay stopped");
+    }
+
+    async fn listen(&self) -> Option<AsyncPgConnection> {
+        let mut conn = match crate::db::connect(&self.database_url, &self.schema).await {
+            Ok(conn) => conn,
+            Err(err) => {
+                tracing::warn!(error = %err, "outbox relay cannot listen; polling");
+                return None;
+            }
+        };
+        diesel::sql_query(format!("LISTEN {NOTIFY_CHANNEL}"))
+            .execute(&mut conn)
+            .await
+            .ok()?;
+        Some(conn)
+    }
+
+    /// Delivers one batch of due rows. Rows are locked (SKIP LOCKED) for the
+    /// duration so that several replicas share the work without overlap.
+    async fn drain_once(&self) -> Result<Drained, Box<dyn std::error::Error + Send + Sync>> {
+        let mut conn = self.pool.get().await?;
+        let destination = self.destination.clone();
+        let name = self.name.clone();
+        let config = self.config.clone();
+        let drained = conn
+            .transaction::<_, diesel::result::Error, _>(async move |conn| {
+                let rows: Vec<(i64, Vec<u8>, i32)> = o::outbox
+                    .filter(o::destination.eq(&name))
+                    .filter(o::next_attempt_at.le(diesel::dsl::now))
+                    .order(o::id)
+                    .limit(config.batch_size)
+                    .select((o::id, o::payload, o::attempts))
+                    .for_update()
+                    .skip_locked()
+                    .load(conn)
+                    .await?;
+                if rows.is_empty() {
+                    return Ok(Drained::Delivered(0));
+                }
+                let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+                let attempts = rows.iter().map(|r| r.2).max().unwrap_or(0) as u32;
+                let payloads = rows.into_iter().map(|r| r.1).collect();
+                match destination.deliver(payloads).await {
+                    Ok(()) => {
+                        diesel::delete(o::outbox.filter(o::id.eq_any(&ids)))
+                            .execute(conn)
+                            .await?;
+                        tracing::debug!(destination = %name, count = ids.len(), "outbox batch delivered");
+                        Ok(Drained::Delivered(ids.len()))
+                    }
+                    Err(err) => {
+                        let delay = backoff(&config, attempts + 1);
+                        tracing::warn!(destination = %name, error = %err, retry_in = ?delay, "outbox delivery failed");
+                        let retry_at = chrono::Utc::now()
+                            + chrono::Duration::from_std(delay).unwrap_or_default();
+                        diesel::update(o::outbox.filter(o::id.eq_any(&ids)))
+                            .set((
+                                o::attempts.eq(o::attempts + 1),
+                                o::next_attempt_at.eq(retry_at),
+                                o::last_error.eq(err.to_string()),
+                            ))
+                            .execute(conn)
+                            .await?;
+                        Ok(Drained::Failed)
+                    }
+                }
+            })
+            .await?;
+        Ok(drained)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let config = RelayConfig {
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..RelayConfig::default()
+        };
+        assert_eq!(backoff(&config, 1), Duration::from_millis(100));
+        assert_eq!(backoff(&config, 2), Duration::from_millis(200));
+        assert_eq!(backoff(&config, 4), Duration::from_millis(800));
+        assert_eq!(backoff(&config, 5), Duration::from_secs(1));
+        assert_eq!(backoff(&config, 500), Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,193 @@
+//! Server bootstrap: every Steward gRPC server is built here, with the same
+//! tower stack, health, reflection and graceful shutdown.
+
+use std::{
+    future::Future,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use futures_util::future::{BoxFuture, FutureExt};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tower::{Layer, Service, ServiceBuilder};
+use tracing::Instrument;
+
+use crate::{
+    auth::{AuthLayer, PolicyTable, TokenVerifier},
+    context::ContextLayer,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Peers allowed to tell us the client's address (the gateway, ingress).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Upper bound per call; a shorter `grpc-timeout` from the client wins.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Calls in flight per server; beyond it calls are shed at once with
+    /// RESOURCE_EXHAUSTED instead of queueing.
+    pub concurrency_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            request_timeout: Duration::from_secs(30),
+            concurrency_limit: 1024,
+        }
+    }
+}
+
+/// Everything a server needs to authenticate and authorize calls.
+#[derive(Clone)]
+pub struct Security {
+    pub policies: PolicyTable,
+    pub verifier: TokenVerifier,
+}
+
+/// One service to serve: its routes and the gRPC service names it answers
+/// health checks for.
+pub struct Serve {
+    pub listener: TcpListener,
+    pub routes: Routes,
+    pub service_names: Vec<&'static str>,
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and drains the
+/// calls in flight.
+pub async fn serve(
+    serve: Serve,
+    security: Security,
+    config: &ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    for name in &serve.service_names {
+        health_reporter
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the descriptor set compiled with the crate is valid");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the descriptor set compiled with the crate is valid");
+
+    let stack = ServiceBuilder::new()
+        // 1. trace: one span per call, child of the caller's W3C context.
+        .layer(TraceLayer)
+        // 2. timeout: applied by tonic's `Server::timeout` below, which also
+        //    honours the client's grpc-timeout; expiry answers CANCELLED.
+        // 3. load shed + concurrency limit: excess calls fail fast with
+        //    RESOURCE_EXHAUSTED rather than queue without bound.
+        .load_shed()
+        .concurrency_limit(config.concurrency_limit)
+        // 4. request context: request id, client ip, user agent, traceparent.
+        .layer(ContextLayer::new(config.trusted_proxies.clone()))
+        // 5. authn/policy: bearer token -> Caller, method policy enforced.
+        .layer(AuthLayer::new(security.policies, security.verifier))
+        .into_inner();
+
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(serve.listener);
+    let mut routes = serve.routes;
+    routes = routes
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    tonic::transport::Server::builder()
+        .timeout(config.request_timeout)
+        .layer(stack)
+        .serve_with_incoming_shutdown(routes, incoming, shutdown)
+        .await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handlers can be installed");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[derive(Clone, Copy)]
+struct TraceLayer;
+
+impl<S> Layer<S> for TraceLayer {
+    type Service = TraceService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        TraceService { inner }
+    }
+}
+
+#[derive(Clone)]
+struct TraceService<S> {
+    inner: S,
+}
+
+impl<S, B, RB> Service<http::Request<B>> for TraceService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: std::fmt::Display,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let span = tracing::info_span!(
+            "rpc",
+            rpc.method = %req.uri().path(),
+            request_id = tracing::field::Empty,
+            user_id = tracing::field::Empty,
+        );
+        crate::telemetry::set_remote_parent(&span, req.headers());
+        let started = Instant::now();
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
+        async move {
+            let result = future.await;
+            match &result {
+                // Errors raised before the handler travel as a trailers-only
+                // response: grpc-status is in the headers.
+                Ok(response) => {
+                    let code = response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("0");
+                    tracing::debug!(grpc.status = code, elapsed_ms = started.elapsed().as_millis() as u64, "rpc finished");
+                }
+                Err(err) => tracing::warn!(error = %err, "rpc failed"),
+            }
+            result
+        }
+        .instrument(span)
+        .boxed()
+    }
+}
