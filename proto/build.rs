@@ -3,8 +3,6 @@
 
 use std::{env, path::PathBuf};
 
-use prost::Message;
-
 const FILES: &[&str] = &[
     "steward/common/v1/common.proto",
     "steward/common/v1/policy.proto",
@@ -16,9 +14,16 @@ const FILES: &[&str] = &[
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=steward");
     let out = PathBuf::from(env::var("OUT_DIR")?);
-    let fds = protox::compile(FILES, ["."])?;
-    let descriptor_path = out.join("steward_descriptor.bin");
-    std::fs::write(&descriptor_path, fds.encode_to_vec())?;
+    let mut compiler = protox::Compiler::new(["."])?;
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_files(FILES)?;
+    // Encoded by prost-reflect rather than prost-types so that custom options
+    // (our policy extension) survive in the bytes.
+    std::fs::write(
+        out.join("steward_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+    let fds = compiler.file_descriptor_set();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
