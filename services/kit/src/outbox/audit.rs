@@ -17,6 +17,7 @@ use crate::{auth::Caller, context::RequestContext};
 #[derive(Debug, Clone)]
 pub struct AuditRecord {
     event: AuditEvent,
+    caller: Caller,
     started: Instant,
 }
 
@@ -37,22 +38,16 @@ impl AuditRecord {
         context: &RequestContext,
         subject_user_id: &str,
     ) -> Self {
-        let category = caller.category_on(subject_user_id);
-        let modified = if !subject_user_id.is_empty() && subject_user_id != caller.user_id {
-            subject_user_id.to_owned()
-        } else {
-            String::new()
-        };
         Self {
             event: AuditEvent {
                 event_id: String::new(),
                 occurred_at: None,
                 product: source.to_owned(),
                 action: action.to_owned(),
-                category: category as i32,
+                category: Category::Unspecified as i32,
                 actor_user_id: caller.user_id.clone(),
-                subject_user_id: subject_user_id.to_owned(),
-                modified_user_id: modified,
+                subject_user_id: String::new(),
+                modified_user_id: String::new(),
                 impersonator_user_id: caller.impersonator_user_id.clone().unwrap_or_default(),
                 impersonation_session_id: caller
                     .impersonation_session_id
@@ -70,8 +65,24 @@ impl AuditRecord {
                 trace_id: context.trace_id(),
                 source: source.to_owned(),
             },
+            caller: caller.clone(),
             started: Instant::now(),
         }
+        .subject(subject_user_id)
+    }
+
+    /// Sets whose audit log the event belongs to (known only after, say, a
+    /// user is created); category and modified user follow from it.
+    pub fn subject(mut self, subject_user_id: &str) -> Self {
+        self.event.subject_user_id = subject_user_id.to_owned();
+        self.event.category = self.caller.category_on(subject_user_id) as i32;
+        self.event.modified_user_id =
+            if !subject_user_id.is_empty() && subject_user_id != self.caller.user_id {
+                subject_user_id.to_owned()
+            } else {
+                String::new()
+            };
+        self
     }
 
     pub fn product(mut self, product: &str) -> Self {

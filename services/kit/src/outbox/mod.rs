@@ -21,6 +21,18 @@ use uuid::Uuid;
 
 use crate::schema::outbox::dsl as o;
 
+/// Where a service's outbox rows go. A destination without an endpoint
+/// keeps its rows waiting (nothing is lost) until one is configured.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct OutboxConfig {
+    /// The audit service, e.g. `http://127.0.0.1:50054`.
+    pub audit_endpoint: Option<String>,
+    /// The notifications service, e.g. `http://127.0.0.1:50055`.
+    pub notifications_endpoint: Option<String>,
+    pub relay: RelayConfig,
+}
+
 /// Destination names (the `destination` column).
 pub const AUDIT: &str = "audit";
 pub const NOTIFICATIONS: &str = "notifications";

@@ -1,0 +1,4 @@
+DROP TABLE collaborations;
+DROP TABLE settings;
+DROP TABLE users;
+DROP TABLE groups;
