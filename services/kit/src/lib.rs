@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod context;
 pub mod db;
+pub mod devdb;
 pub mod error;
 pub mod idempotency;
 pub mod outbox;

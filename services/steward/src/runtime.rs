@@ -1,0 +1,275 @@
+//! What the subcommands do: resolve the database and keys, migrate, run.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{Context, bail};
+use diesel_async::AsyncConnection;
+use steward_accounts as accounts;
+use steward_kit::{
+    RequestContext,
+    auth::{Caller, Claims, KeySet, PolicyTable, Role, TokenSigner, TokenVerifier},
+    db, devdb,
+    outbox::AuditRecord,
+    page::PageTokens,
+    server::{Security, shutdown_signal},
+    telemetry::{self, TelemetryConfig, TelemetryGuard},
+};
+use tokio::sync::watch;
+
+use crate::{Component, config::Config};
+
+/// Port of the private cluster `up` starts when no PostgreSQL is configured.
+const PRIVATE_PG_PORT: u16 = 54329;
+const DATABASE: &str = "steward";
+
+fn init_telemetry(config: &Config) -> anyhow::Result<TelemetryGuard> {
+    Ok(telemetry::init(&TelemetryConfig {
+        log_format: config.log_format,
+        otlp_endpoint: config.otlp_endpoint.clone(),
+        service_name: Some("steward".into()),
+    })?)
+}
+
+/// `STEWARD_DATABASE_URL`, else localhost:5432, else a private cluster under
+/// the data dir; the `steward` database is created when missing.
+async fn database_url(config: &Config) -> anyhow::Result<String> {
+    if let Some(url) = &config.database_url {
+        return Ok(url.clone());
+    }
+    let admin = match devdb::local_server().await {
+        Some(url) => url,
+        None => {
+            let dir = config.data_dir().join("postgres");
+            eprintln!(
+                "no PostgreSQL configured or on localhost:5432; starting a private cluster in {} (port {PRIVATE_PG_PORT})",
+                dir.display()
+            );
+            devdb::start_private_cluster(&dir, PRIVATE_PG_PORT).await?
+        }
+    };
+    devdb::ensure_database(&admin, DATABASE).await?;
+    Ok(devdb::with_database(&admin, DATABASE))
+}
+
+/// The configured signing key, else the data dir's dev key (created once).
+fn signer(config: &Config) -> anyhow::Result<TokenSigner> {
+    if let Some(file) = &config.auth.signing_key_file {
+        return Ok(TokenSigner::from_file(file)?);
+    }
+    let dir = config.data_dir();
+    let file = dir.join("signing-key");
+    if file.exists() {
+        return Ok(TokenSigner::from_file(&file)?);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let signer = TokenSigner::generate();
+    write_secret(&file, &signer.to_file_contents())?;
+    eprintln!("created a development signing key at {}", file.display());
+    Ok(signer)
+}
+
+fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+fn security(config: &Config, signer: &TokenSigner) -> anyhow::Result<Security> {
+    let mut keys = KeySet::default();
+    keys.add(signer.verifying_key());
+    for key in &config.auth.public_keys {
+        keys.add_base64(key).context("auth.public_keys")?;
+    }
+    Ok(Security {
+        policies: PolicyTable::from_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET)?,
+        verifier: TokenVerifier::new(keys),
+    })
+}
+
+
+fn not_yet(component: Component) -> anyhow::Error {
+    anyhow::anyhow!("component {component:?} is not part of this release yet")
+}
+
+pub async fn migrate(config: Config, components: &[Component]) -> anyhow::Result<()> {
+    let url = database_url(&config).await?;
+    for component in components {
+        match component {
+            Component::Accounts => {
+                db::migrate(&url, accounts::SCHEMA, accounts::MIGRATIONS).await?;
+                println!("accounts: migrated");
+            }
+            other => return Err(not_yet(*other)),
+        }
+    }
+    Ok(())
+}
+
+/// Builds the accounts server on `config.accounts.listen`.
+async fn accounts_app(
+    config: &Config,
+    url: &str,
+    signer: &TokenSigner,
+) -> anyhow::Result<accounts::Application> {
+    db::migrate(url, accounts::SCHEMA, accounts::MIGRATIONS).await?;
+    let pool = db::pool(url, accounts::SCHEMA, &config.pool).await?;
+    let app = accounts::Application::build(accounts::Deps {
+        pool,
+        database_url: url.to_owned(),
+        security: security(config, signer)?,
+        page_tokens: PageTokens::derive(&signer.derived_secret("page-tokens")),
+        signer: Some(signer.clone()),
+        server: config.server.clone(),
+        outbox: config.outbox.clone(),
+        config: config.accounts.clone(),
+    })
+    .await
+    .with_context(|| format!("binding accounts on {}", config.accounts.listen))?;
+    Ok(app)
+}
+
+async fn run_until_signal(apps: Vec<accounts::Application>) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for app in apps {
+        tasks.spawn(app.run_until_stopped(stopped.clone()));
+    }
+    tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            let _ = stop.send(true);
+        }
+        Some(result) = tasks.join_next() => {
+            let _ = stop.send(true);
+            result??;
+        }
+    }
+    while let Some(result) = tasks.join_next().await {
+        result??;
+    }
+    Ok(())
+}
+
+pub async fn up(config: Config) -> anyhow::Result<()> {
+    let _telemetry = init_telemetry(&config)?;
+    let url = database_url(&config).await?;
+    let signer = signer(&config)?;
+    let app = accounts_app(&config, &url, &signer).await?;
+    println!("database       {}", redact(&url));
+    println!("accounts       {}", app.local_addr());
+    println!("steward is up; Ctrl-C to stop");
+    run_until_signal(vec![app]).await
+}
+
+pub async fn serve(config: Config, component: Component) -> anyhow::Result<()> {
+    let _telemetry = init_telemetry(&config)?;
+    let url = database_url(&config).await?;
+    let signer = signer(&config)?;
+    match component {
+        Component::Accounts => {
+            let app = accounts_app(&config, &url, &signer).await?;
+            tracing::info!(addr = %app.local_addr(), "accounts serving");
+            run_until_signal(vec![app]).await
+        }
+        other => Err(not_yet(other)),
+    }
+}
+
+pub async fn issue_token(
+    config: Config,
+    subject: &str,
+    roles: &[String],
+    ttl: Duration,
+) -> anyhow::Result<()> {
+    let roles = roles
+        .iter()
+        .map(|r| Role::parse(&r.to_uppercase()).with_context(|| format!("unknown role {r}: use USER, USER_ADMIN or PLATFORM_SERVICE")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if subject.is_empty() {
+        bail!("--subject must not be empty");
+    }
+    let signer = signer(&config)?;
+    let token = signer.sign(&Claims::new(subject, &roles, ttl));
+    eprintln!("token for {subject} valid for {}", humantime::format_duration(ttl));
+    println!("{token}");
+    Ok(())
+}
+
+fn generate_password() -> String {
+    use rand::{Rng, distributions::Alphanumeric};
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect()
+}
+
+pub async fn create_admin(
+    config: Config,
+    email: &str,
+    password: Option<String>,
+) -> anyhow::Result<()> {
+    let url = database_url(&config).await?;
+    db::migrate(&url, accounts::SCHEMA, accounts::MIGRATIONS).await?;
+    let generated = password.is_none();
+    let password = password.unwrap_or_else(generate_password);
+    if password.chars().count() < 12 {
+        bail!("--password must be at least 12 characters");
+    }
+    let mut violations = steward_kit::FieldViolations::new();
+    let email = accounts::domain::validate::email("email", email, &mut violations);
+    if !violations.is_empty() {
+        bail!("{violations}");
+    }
+    let input = accounts::commands::NewUserInput {
+        email,
+        group: "billing".into(),
+        roles: vec![Role::UserAdmin],
+        phone: None,
+        reseller: None,
+        ext_billing_id: None,
+        notes: "created with `steward user create-admin`".into(),
+        status: accounts::domain::UserStatus::Active,
+        password_hash: Some(accounts::commands::hash_password(password.clone()).await?),
+    };
+    let mut conn = db::connect(&url, accounts::SCHEMA).await?;
+    let record = AuditRecord::new(
+        accounts::grpc::SOURCE,
+        "user.created",
+        &Caller::system(),
+        &RequestContext::default(),
+        "",
+    )
+    .comment("trigger", "steward user create-admin");
+    let user = conn
+        .transaction::<_, accounts::error::Error, _>(async |conn| {
+            accounts::commands::create_user(conn, input, record).await
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("created USER_ADMIN {} ({})", user.email, user.id);
+    if generated {
+        println!("password: {password}");
+    }
+    Ok(())
+}
+
+/// The URL without its password, for printing.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
+            let colon = s + 3 + url[s + 3..at].find(':').unwrap_or(0);
+            format!("{}:***{}", &url[..colon], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
