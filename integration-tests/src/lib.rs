@@ -1,0 +1,253 @@
+//! Test harness: a migrated template database cloned per test, the accounts
+//! server in-process on port 0, token minting, and a real audit-ingest gRPC
+//! receiver for outbox relay tests.
+
+pub mod db;
+pub mod receiver;
+
+use std::time::Duration;
+
+use steward_kit::{
+    auth::{Claims, KeySet, PolicyTable, Role, TokenSigner, TokenVerifier},
+    outbox::{OutboxConfig, RelayConfig},
+    page::PageTokens,
+    server::{Security, ServerConfig},
+};
+use steward_proto::accounts as pb;
+use tokio::sync::watch;
+use tonic::{
+    Request, Status,
+    metadata::MetadataValue,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
+
+pub use db::TestDb;
+
+pub type AccountsClient =
+    pb::accounts_service_client::AccountsServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization: Bearer <token>` (when set) and a user agent.
+#[derive(Clone)]
+pub struct Bearer(Option<String>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(token) = &self.0 {
+            let value: MetadataValue<_> = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| Status::internal("token is not a header value"))?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
+    }
+}
+
+/// Options for [`TestApp::spawn_with`].
+#[derive(Default)]
+pub struct Options {
+    /// Deliver audit events to this endpoint (a [`receiver::AuditReceiver`]).
+    pub audit_endpoint: Option<String>,
+    pub erasure_interval: Option<Duration>,
+}
+
+pub struct TestApp {
+    pub db: TestDb,
+    pub signer: TokenSigner,
+    pub endpoint: String,
+    channel: Channel,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> Self {
+        let db = TestDb::create().await;
+        let signer = TokenSigner::generate();
+        let mut keys = KeySet::default();
+        keys.add(signer.verifying_key());
+        let pool = steward_kit::db::pool(
+            &db.url,
+            steward_accounts::SCHEMA,
+            &steward_kit::db::PoolConfig {
+                max_connections: 8,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("pool");
+        let app = steward_accounts::Application::build(steward_accounts::Deps {
+            pool,
+            database_url: db.url.clone(),
+            security: Security {
+                policies: PolicyTable::from_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET)
+                    .expect("policies"),
+                verifier: TokenVerifier::new(keys),
+            },
+            page_tokens: PageTokens::new(rand_key()),
+            signer: Some(signer.clone()),
+            server: ServerConfig::default(),
+            outbox: OutboxConfig {
+                audit_endpoint: options.audit_endpoint,
+                notifications_endpoint: None,
+                relay: RelayConfig {
+                    poll_interval: Duration::from_millis(500),
+                    min_backoff: Duration::from_millis(50),
+                    max_backoff: Duration::from_millis(400),
+                    ..RelayConfig::default()
+                },
+            },
+            config: steward_accounts::AccountsConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                erasure_interval: options.erasure_interval.unwrap_or(Duration::from_secs(3600)),
+            },
+        })
+        .await
+        .expect("bind");
+        let endpoint = format!("http://{}", app.local_addr());
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            app.run_until_stopped(stopped).await.expect("server runs");
+        });
+        let channel = Channel::from_shared(endpoint.clone())
+            .unwrap()
+            .connect_lazy();
+        // Fail fast if the server is not answering yet.
+        for _ in 0..50 {
+            if tokio::net::TcpStream::connect(endpoint.trim_start_matches("http://"))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            db,
+            signer,
+            endpoint,
+            channel,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    pub fn token(&self, subject: &str, roles: &[Role]) -> String {
+        self.signer
+            .sign(&Claims::new(subject, roles, Duration::from_secs(600)))
+    }
+
+    pub fn client(&self, token: Option<String>) -> AccountsClient {
+        pb::accounts_service_client::AccountsServiceClient::with_interceptor(
+            self.channel.clone(),
+            Bearer(token),
+        )
+    }
+
+    /// A client holding a USER_ADMIN token (subject `admin-1`).
+    pub fn admin(&self) -> AccountsClient {
+        self.client(Some(self.token(ADMIN_ID, &[Role::UserAdmin])))
+    }
+
+    /// A client acting as user `id` with only the USER role.
+    pub fn as_user(&self, id: &str) -> AccountsClient {
+        self.client(Some(self.token(id, &[Role::User])))
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Creates a user through the API and returns it.
+    pub async fn create_user(&self, email: &str) -> pb::User {
+        self.admin()
+            .create_user(pb::CreateUserRequest {
+                email: email.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("create user")
+            .into_inner()
+            .user
+            .expect("user")
+    }
+}
+
+pub const ADMIN_ID: &str = "0190b7c4-0000-7000-8000-00000000ad01";
+
+fn rand_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key
+}
+
+/// The reason of an `ErrorInfo` detail.
+pub fn reason(status: &Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default()
+}
+
+/// The fields named by `BadRequest` field violations.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Outbox rows for `destination`, decoded.
+pub async fn outbox<M: prost::Message + Default>(app: &TestApp, destination: &str) -> Vec<M> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let mut conn = app.db.accounts().await;
+    let payloads: Vec<Vec<u8>> = diesel::sql_query(
+        "SELECT payload FROM outbox WHERE destination = $1 ORDER BY id",
+    )
+    .bind::<diesel::sql_types::Text, _>(destination)
+    .load::<Payload>(&mut conn)
+    .await
+    .expect("read outbox")
+    .into_iter()
+    .map(|p| p.payload)
+    .collect();
+    payloads
+        .iter()
+        .map(|p| M::decode(p.as_slice()).expect("outbox payload decodes"))
+        .collect()
+}
+
+/// Audit events waiting in the outbox.
+pub async fn audit_events(app: &TestApp) -> Vec<steward_proto::audit::AuditEvent> {
+    outbox(app, "audit").await
+}
+
+#[derive(diesel::QueryableByName)]
+struct Payload {
+    #[diesel(sql_type = diesel::sql_types::Bytea)]
+    payload: Vec<u8>,
+}
+
+/// Runs raw SQL in the accounts schema of the test database.
+pub async fn exec(app: &TestApp, sql: &str) {
+    use diesel_async::SimpleAsyncConnection;
+    app.db.accounts().await.batch_execute(sql).await.expect(sql);
+}
