@@ -96,9 +96,13 @@ async fn template() -> &'static str {
                     .await
                     .unwrap();
                 let url = devdb::with_database(server().await, &building);
-                steward_kit::db::migrate(&url, steward_accounts::SCHEMA, steward_accounts::MIGRATIONS)
-                    .await
-                    .expect("migrate template");
+                steward_kit::db::migrate(
+                    &url,
+                    steward_accounts::SCHEMA,
+                    steward_accounts::MIGRATIONS,
+                )
+                .await
+                .expect("migrate template");
                 conn.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}"))
                     .await
                     .unwrap();

@@ -103,7 +103,9 @@ impl TestApp {
             },
             config: steward_accounts::AccountsConfig {
                 listen: "127.0.0.1:0".parse().unwrap(),
-                erasure_interval: options.erasure_interval.unwrap_or(Duration::from_secs(3600)),
+                erasure_interval: options
+                    .erasure_interval
+                    .unwrap_or(Duration::from_secs(3600)),
             },
         })
         .await
@@ -216,19 +218,17 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
 
 /// Outbox rows for `destination`, decoded.
 pub async fn outbox<M: prost::Message + Default>(app: &TestApp, destination: &str) -> Vec<M> {
-    use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
     let mut conn = app.db.accounts().await;
-    let payloads: Vec<Vec<u8>> = diesel::sql_query(
-        "SELECT payload FROM outbox WHERE destination = $1 ORDER BY id",
-    )
-    .bind::<diesel::sql_types::Text, _>(destination)
-    .load::<Payload>(&mut conn)
-    .await
-    .expect("read outbox")
-    .into_iter()
-    .map(|p| p.payload)
-    .collect();
+    let payloads: Vec<Vec<u8>> =
+        diesel::sql_query("SELECT payload FROM outbox WHERE destination = $1 ORDER BY id")
+            .bind::<diesel::sql_types::Text, _>(destination)
+            .load::<Payload>(&mut conn)
+            .await
+            .expect("read outbox")
+            .into_iter()
+            .map(|p| p.payload)
+            .collect();
     payloads
         .iter()
         .map(|p| M::decode(p.as_slice()).expect("outbox payload decodes"))

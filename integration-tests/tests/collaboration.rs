@@ -4,7 +4,11 @@ use steward_integration_tests::{TestApp, reason, violated_fields};
 use steward_proto::accounts as pb;
 use tonic::Code;
 
-async fn list(app: &TestApp, user: &str, direction: pb::CollaborationDirection) -> Vec<pb::Collaboration> {
+async fn list(
+    app: &TestApp,
+    user: &str,
+    direction: pb::CollaborationDirection,
+) -> Vec<pb::Collaboration> {
     app.admin()
         .list_collaborations(pb::ListCollaborationsRequest {
             user_id: user.into(),
@@ -95,7 +99,11 @@ async fn owner_shares_collaborator_accepts_and_either_revokes() {
     let by = list(&app, &owner.id, pb::CollaborationDirection::SharedByUser).await;
     assert_eq!(by.len(), 1);
     assert_eq!(by[0].collaborator_email, "friend@collab.io");
-    assert!(list(&app, &owner.id, pb::CollaborationDirection::SharedWithUser).await.is_empty());
+    assert!(
+        list(&app, &owner.id, pb::CollaborationDirection::SharedWithUser)
+            .await
+            .is_empty()
+    );
     let with = list(&app, &friend.id, pb::CollaborationDirection::SharedWithUser).await;
     assert_eq!(with.len(), 1);
     assert_eq!(with[0].owner_user_id, owner.id);
@@ -151,7 +159,12 @@ async fn owner_shares_collaborator_accepts_and_either_revokes() {
         })
         .await
         .unwrap();
-    assert_eq!(list(&app, &owner.id, pb::CollaborationDirection::SharedByUser).await.len(), 2);
+    assert_eq!(
+        list(&app, &owner.id, pb::CollaborationDirection::SharedByUser)
+            .await
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]

@@ -94,7 +94,10 @@ async fn pseudoanonymization_blocks_the_same_email() {
         &["erasure_mode"],
     )
     .await;
-    assert_eq!(settings.erasure_mode, pb::ErasureMode::Pseudoanonymization as i32);
+    assert_eq!(
+        settings.erasure_mode,
+        pb::ErasureMode::Pseudoanonymization as i32
+    );
 
     let user = register(&app, "pseudo@erase.io").await.unwrap();
     let erased = erase(&app, &user.id).await.user.unwrap();
@@ -302,7 +305,11 @@ async fn the_job_erases_destroyed_accounts_after_the_delay() {
         .filter(|e| e.action == "user.personal_data.deleted")
         .collect();
     assert_eq!(job_events.len(), 2);
-    assert!(job_events.iter().all(|e| e.category == Category::System as i32
-        && e.actor_user_id.is_empty()
-        && e.comments["trigger"] == "automatic erasure"));
+    assert!(
+        job_events
+            .iter()
+            .all(|e| e.category == Category::System as i32
+                && e.actor_user_id.is_empty()
+                && e.comments["trigger"] == "automatic erasure")
+    );
 }

@@ -53,7 +53,13 @@ async fn user_in(app: &TestApp, email: &str, status: pb::UserStatus) -> pb::User
 async fn every_status_transition_is_allowed_or_refused_with_a_reason() {
     use pb::{StatusAction as A, UserStatus as S};
     let app = TestApp::spawn().await;
-    let statuses = [S::Active, S::Inactive, S::Suspended, S::Destroyed, S::Deleted];
+    let statuses = [
+        S::Active,
+        S::Inactive,
+        S::Suspended,
+        S::Destroyed,
+        S::Deleted,
+    ];
     let actions = [A::Activate, A::Suspend, A::Deactivate, A::Destroy];
     let expected = |from: S, action: A| -> Result<S, &'static str> {
         let target = match action {
@@ -78,11 +84,19 @@ async fn every_status_transition_is_allowed_or_refused_with_a_reason() {
             let result = change_status(&app, &[&user.id], action).await.remove(0);
             match expected(from, action) {
                 Ok(target) => {
-                    assert_eq!(result.result, common::Result::Success as i32, "{from:?} {action:?}");
+                    assert_eq!(
+                        result.result,
+                        common::Result::Success as i32,
+                        "{from:?} {action:?}"
+                    );
                     assert_eq!(result.user.unwrap().status, target as i32);
                 }
                 Err(why) => {
-                    assert_eq!(result.result, common::Result::Failure as i32, "{from:?} {action:?}");
+                    assert_eq!(
+                        result.result,
+                        common::Result::Failure as i32,
+                        "{from:?} {action:?}"
+                    );
                     assert_eq!(result.reason, why, "{from:?} {action:?}");
                     assert!(!result.message.is_empty());
                     assert_eq!(result.user.unwrap().status, from as i32, "unchanged");
@@ -118,7 +132,10 @@ async fn batch_reports_each_user_and_audits_each_outcome() {
     assert!(last.contains(&(a.id.clone(), common::Result::Success as i32)));
     assert!(last.contains(&(b.id.clone(), common::Result::Failure as i32)));
     assert!(last.contains(&(missing.clone(), common::Result::Failure as i32)));
-    assert_eq!(events[1].comments.get("reason").map(String::as_str), Some("test"));
+    assert_eq!(
+        events[1].comments.get("reason").map(String::as_str),
+        Some("test")
+    );
 }
 
 #[tokio::test]
@@ -218,8 +235,12 @@ async fn change_group_moves_users_and_queues_notifications() {
         .unwrap()
         .into_inner()
         .results;
-    assert!(results.iter().all(|r| r.result == common::Result::Success as i32
-        && r.user.as_ref().unwrap().group == "billing"));
+    assert!(
+        results
+            .iter()
+            .all(|r| r.result == common::Result::Success as i32
+                && r.user.as_ref().unwrap().group == "billing")
+    );
 
     let mails: Vec<Notification> = outbox(&app, "notifications").await;
     assert_eq!(mails.len(), 2);
@@ -315,7 +336,11 @@ async fn change_email_is_unique_and_notifies_both_addresses() {
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&err), ["new_email"]);
-    assert!(outbox::<Notification>(&app, "notifications").await.is_empty());
+    assert!(
+        outbox::<Notification>(&app, "notifications")
+            .await
+            .is_empty()
+    );
 
     let user = admin
         .change_email(pb::ChangeEmailRequest {
@@ -390,7 +415,11 @@ async fn set_roles_and_notes() {
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&err), ["notes"]);
-    let actions: Vec<_> = audit_events(&app).await.into_iter().map(|e| (e.action, e.result)).collect();
+    let actions: Vec<_> = audit_events(&app)
+        .await
+        .into_iter()
+        .map(|e| (e.action, e.result))
+        .collect();
     assert!(actions.contains(&("user.roles.updated".into(), common::Result::Success as i32)));
     assert!(actions.contains(&("user.notes.updated".into(), common::Result::Success as i32)));
     assert!(actions.contains(&("user.notes.updated".into(), common::Result::Failure as i32)));

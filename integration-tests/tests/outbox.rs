@@ -84,7 +84,11 @@ async fn committed_change_leaves_exactly_one_row_rolled_back_leaves_none() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Internal);
     assert!(!err.message().contains("secret_internal_detail"));
-    assert_eq!(outbox_rows(&app).await, before, "rolled back: no outbox row");
+    assert_eq!(
+        outbox_rows(&app).await,
+        before,
+        "rolled back: no outbox row"
+    );
     let still = app
         .admin()
         .get_user(pb::GetUserRequest {

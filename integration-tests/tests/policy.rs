@@ -131,7 +131,11 @@ async fn self_access_is_limited_to_the_callers_own_user() {
 
     // SELF may change its own phone, but not admin-only fields, and not
     // anyone else's.
-    let mask = |p: &str| Some(prost_types::FieldMask { paths: vec![p.into()] });
+    let mask = |p: &str| {
+        Some(prost_types::FieldMask {
+            paths: vec![p.into()],
+        })
+    };
     client
         .update_user(pb::UpdateUserRequest {
             user: Some(pb::User {
@@ -183,7 +187,10 @@ async fn self_access_is_limited_to_the_callers_own_user() {
         .into_iter()
         .find(|e| e.action == "user.profile.updated" && e.result == 1)
         .unwrap();
-    assert_eq!(event.category, steward_proto::audit::Category::Public as i32);
+    assert_eq!(
+        event.category,
+        steward_proto::audit::Category::Public as i32
+    );
     assert_eq!(event.actor_user_id, me.id);
     assert!(event.modified_user_id.is_empty());
 }
@@ -263,13 +270,13 @@ async fn reflection_v1_and_v1alpha_list_the_service_without_a_token() {
     else {
         panic!("unexpected reflection response");
     };
-    assert!(list
-        .service
-        .iter()
-        .any(|s| s.name == "steward.accounts.v1.AccountsService"));
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "steward.accounts.v1.AccountsService")
+    );
 
-    let mut client =
-        v1alpha::server_reflection_client::ServerReflectionClient::new(app.channel());
+    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(app.channel());
     let request = v1alpha::ServerReflectionRequest {
         host: String::new(),
         message_request: Some(

@@ -34,10 +34,18 @@ async fn create_and_get_user() {
     assert_eq!(created.phone.as_deref(), Some("+15551234567"));
     assert_eq!(created.reseller, "acme-reseller");
     assert_eq!(created.ext_billing_id, "ext-42");
-    assert_eq!(created.two_factor_state, pb::TwoFactorState::Disabled as i32);
+    assert_eq!(
+        created.two_factor_state,
+        pb::TwoFactorState::Disabled as i32
+    );
     assert!(!created.upgrade_in_progress);
     assert!(created.signup_time.is_some());
-    assert!(uuid::Uuid::parse_str(&created.id).unwrap().get_version_num() == 7);
+    assert!(
+        uuid::Uuid::parse_str(&created.id)
+            .unwrap()
+            .get_version_num()
+            == 7
+    );
 
     let fetched = admin
         .get_user(pb::GetUserRequest {
@@ -106,9 +114,13 @@ async fn create_user_refuses_bad_input_and_changes_nothing() {
     // Refusals are audited as FAILURE, nothing else is written.
     let events = audit_events(&app).await;
     assert_eq!(events.len(), 2);
-    assert!(events.iter().all(|e| e.result == common::Result::Failure as i32
-        && e.action == "user.created"
-        && !e.error_message.is_empty()));
+    assert!(
+        events
+            .iter()
+            .all(|e| e.result == common::Result::Failure as i32
+                && e.action == "user.created"
+                && !e.error_message.is_empty())
+    );
 }
 
 #[tokio::test]
@@ -136,8 +148,16 @@ async fn create_user_retry_with_same_request_id_applies_once() {
         email: "once@example.com".into(),
         ..Default::default()
     };
-    let first = admin.create_user(request.clone()).await.unwrap().into_inner();
-    let second = admin.create_user(request.clone()).await.unwrap().into_inner();
+    let first = admin
+        .create_user(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let second = admin
+        .create_user(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(first, second);
     let err = admin
         .create_user(pb::CreateUserRequest {
@@ -360,10 +380,13 @@ async fn list_filters_by_group_status_and_query() {
             .await
             .unwrap();
     }
-    let carol = list(&app, pb::ListUsersRequest {
-        query: "carol".into(),
-        ..Default::default()
-    })
+    let carol = list(
+        &app,
+        pb::ListUsersRequest {
+            query: "carol".into(),
+            ..Default::default()
+        },
+    )
     .await
     .users
     .remove(0);
@@ -377,49 +400,70 @@ async fn list_filters_by_group_status_and_query() {
         .await
         .unwrap();
 
-    let billing = list(&app, pb::ListUsersRequest {
-        group: "billing".into(),
-        order_by: pb::UserOrderBy::EmailAsc as i32,
-        ..Default::default()
-    })
+    let billing = list(
+        &app,
+        pb::ListUsersRequest {
+            group: "billing".into(),
+            order_by: pb::UserOrderBy::EmailAsc as i32,
+            ..Default::default()
+        },
+    )
     .await;
     assert_eq!(emails(&billing), ["alice@corp.io", "carol@home.net"]);
 
-    let suspended = list(&app, pb::ListUsersRequest {
-        status: pb::UserStatus::Suspended as i32,
-        ..Default::default()
-    })
+    let suspended = list(
+        &app,
+        pb::ListUsersRequest {
+            status: pb::UserStatus::Suspended as i32,
+            ..Default::default()
+        },
+    )
     .await;
     assert_eq!(emails(&suspended), ["carol@home.net"]);
 
-    let corp = list(&app, pb::ListUsersRequest {
-        query: "CORP.IO".into(),
-        order_by: pb::UserOrderBy::EmailDesc as i32,
-        ..Default::default()
-    })
+    let corp = list(
+        &app,
+        pb::ListUsersRequest {
+            query: "CORP.IO".into(),
+            order_by: pb::UserOrderBy::EmailDesc as i32,
+            ..Default::default()
+        },
+    )
     .await;
-    assert_eq!(emails(&corp), ["dave@corp.io", "bob@corp.io", "alice@corp.io"]);
+    assert_eq!(
+        emails(&corp),
+        ["dave@corp.io", "bob@corp.io", "alice@corp.io"]
+    );
 
-    let by_id = list(&app, pb::ListUsersRequest {
-        query: carol.id.clone(),
-        ..Default::default()
-    })
+    let by_id = list(
+        &app,
+        pb::ListUsersRequest {
+            query: carol.id.clone(),
+            ..Default::default()
+        },
+    )
     .await;
     assert_eq!(emails(&by_id), ["carol@home.net"]);
 
     // LIKE wildcards in the query are literal.
-    let none = list(&app, pb::ListUsersRequest {
-        query: "%".into(),
-        ..Default::default()
-    })
+    let none = list(
+        &app,
+        pb::ListUsersRequest {
+            query: "%".into(),
+            ..Default::default()
+        },
+    )
     .await;
     assert!(none.users.is_empty());
 
-    let billing_active = list(&app, pb::ListUsersRequest {
-        group: "billing".into(),
-        status: pb::UserStatus::Active as i32,
-        ..Default::default()
-    })
+    let billing_active = list(
+        &app,
+        pb::ListUsersRequest {
+            group: "billing".into(),
+            status: pb::UserStatus::Active as i32,
+            ..Default::default()
+        },
+    )
     .await;
     assert_eq!(emails(&billing_active), ["alice@corp.io"]);
 }
@@ -441,14 +485,17 @@ async fn list_pages_with_keyset_tokens() {
         let mut token = String::new();
         let mut pages = 0;
         loop {
-            let page = list(&app, pb::ListUsersRequest {
-                page: Some(PageRequest {
-                    page_size: 3,
-                    page_token: token.clone(),
-                }),
-                order_by: order as i32,
-                ..Default::default()
-            })
+            let page = list(
+                &app,
+                pb::ListUsersRequest {
+                    page: Some(PageRequest {
+                        page_size: 3,
+                        page_token: token.clone(),
+                    }),
+                    order_by: order as i32,
+                    ..Default::default()
+                },
+            )
             .await;
             pages += 1;
             seen.extend(emails(&page));
@@ -458,7 +505,10 @@ async fn list_pages_with_keyset_tokens() {
             }
         }
         let mut expected = created.clone();
-        if matches!(order, pb::UserOrderBy::SignupTimeDesc | pb::UserOrderBy::EmailDesc) {
+        if matches!(
+            order,
+            pb::UserOrderBy::SignupTimeDesc | pb::UserOrderBy::EmailDesc
+        ) {
             expected.reverse();
         }
         assert_eq!(seen, expected, "{order:?}");
@@ -472,14 +522,17 @@ async fn page_tokens_are_bound_to_their_query() {
     for i in 0..3 {
         app.create_user(&format!("t{i}@tok.io")).await;
     }
-    let first = list(&app, pb::ListUsersRequest {
-        page: Some(PageRequest {
-            page_size: 1,
-            page_token: String::new(),
-        }),
-        group: "trial".into(),
-        ..Default::default()
-    })
+    let first = list(
+        &app,
+        pb::ListUsersRequest {
+            page: Some(PageRequest {
+                page_size: 1,
+                page_token: String::new(),
+            }),
+            group: "trial".into(),
+            ..Default::default()
+        },
+    )
     .await;
     let token = first.page.unwrap().next_page_token;
     assert!(!token.is_empty());

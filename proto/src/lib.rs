@@ -30,5 +30,5 @@ pub mod steward {
     }
 }
 
-pub use steward::{accounts::v1 as accounts, audit::v1 as audit, common::v1 as common};
 pub use steward::notifications::v1 as notifications;
+pub use steward::{accounts::v1 as accounts, audit::v1 as audit, common::v1 as common};

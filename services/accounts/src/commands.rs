@@ -149,7 +149,10 @@ pub async fn erase_personal_data(
     Ok(erased)
 }
 
-async fn revoke_open_collaborations(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {
+async fn revoke_open_collaborations(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+) -> QueryResult<()> {
     use store::schema::collaborations::dsl as c;
     diesel::update(
         c::collaborations

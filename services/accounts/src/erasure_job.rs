@@ -8,7 +8,12 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use steward_kit::{RequestContext, auth::Caller, db::Pool, outbox::AuditRecord};
 use tokio::sync::watch;
 
-use crate::{commands, error::Error, grpc::SOURCE, store::{settings, users}};
+use crate::{
+    commands,
+    error::Error,
+    grpc::SOURCE,
+    store::{settings, users},
+};
 
 /// Users erased per transaction.
 const BATCH: i64 = 100;
@@ -37,7 +42,14 @@ pub async fn run_once(conn: &mut AsyncPgConnection) -> Result<usize, Error> {
                     )
                     .comment("trigger", "automatic erasure")
                     .comment("delay_days", current.auto_erase_delay_days.to_string());
-                    commands::erase_personal_data(conn, user, current.erasure_mode, &platform_salt, record).await?;
+                    commands::erase_personal_data(
+                        conn,
+                        user,
+                        current.erasure_mode,
+                        &platform_salt,
+                        record,
+                    )
+                    .await?;
                 }
                 Ok(due.len())
             })

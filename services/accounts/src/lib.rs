@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use steward_kit::{
     auth::TokenSigner,
     db::Pool,
-    outbox::{self, AuditIngestDestination, Destination, NotificationDestination, OutboxConfig, Relay},
+    outbox::{
+        self, AuditIngestDestination, Destination, NotificationDestination, OutboxConfig, Relay,
+    },
     page::PageTokens,
     server::{self, Security, ServerConfig},
 };
@@ -84,27 +86,34 @@ impl Application {
             return Vec::new();
         };
         let mut relays = Vec::new();
-        let mut add = |name: &str, destination: Result<Arc<dyn Destination>, outbox::DeliveryError>| match destination {
-            Ok(destination) => relays.push(Relay::new(
-                d.pool.clone(),
-                &d.database_url,
-                SCHEMA,
-                name,
-                destination,
-                d.outbox.relay.clone(),
-            )),
-            Err(error) => tracing::error!(%error, destination = name, "outbox destination misconfigured; rows will wait"),
-        };
+        let mut add =
+            |name: &str, destination: Result<Arc<dyn Destination>, outbox::DeliveryError>| {
+                match destination {
+                    Ok(destination) => relays.push(Relay::new(
+                        d.pool.clone(),
+                        &d.database_url,
+                        SCHEMA,
+                        name,
+                        destination,
+                        d.outbox.relay.clone(),
+                    )),
+                    Err(error) => {
+                        tracing::error!(%error, destination = name, "outbox destination misconfigured; rows will wait")
+                    }
+                }
+            };
         if let Some(endpoint) = &d.outbox.audit_endpoint {
             add(
                 outbox::AUDIT,
-                AuditIngestDestination::new(endpoint, signer.clone(), SCHEMA).map(|d| Arc::new(d) as _),
+                AuditIngestDestination::new(endpoint, signer.clone(), SCHEMA)
+                    .map(|d| Arc::new(d) as _),
             );
         }
         if let Some(endpoint) = &d.outbox.notifications_endpoint {
             add(
                 outbox::NOTIFICATIONS,
-                NotificationDestination::new(endpoint, signer.clone(), SCHEMA).map(|d| Arc::new(d) as _),
+                NotificationDestination::new(endpoint, signer.clone(), SCHEMA)
+                    .map(|d| Arc::new(d) as _),
             );
         }
         relays

@@ -88,7 +88,11 @@ impl RequestContext {
 
     /// The context of a request, or an empty one (in-process calls).
     pub fn of<T>(request: &tonic::Request<T>) -> Self {
-        request.extensions().get::<Self>().cloned().unwrap_or_default()
+        request
+            .extensions()
+            .get::<Self>()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 

@@ -106,20 +106,24 @@ pub async fn migrate(
         let mut conn: AsyncConnectionWrapper<AsyncPgConnection> =
             diesel::Connection::establish(&url)?;
         use diesel::connection::SimpleConnection;
-        SimpleConnection::batch_execute(&mut conn, &format!(
-            "SELECT pg_advisory_lock(hashtext('steward-migrate-{schema}'));
+        SimpleConnection::batch_execute(
+            &mut conn,
+            &format!(
+                "SELECT pg_advisory_lock(hashtext('steward-migrate-{schema}'));
              CREATE SCHEMA IF NOT EXISTS {schema};
              SET search_path TO {schema}, public;"
-        ))
+            ),
+        )
         .map_err(|e| fail(e.to_string()))?;
         let result = conn
             .run_pending_migrations(KIT_MIGRATIONS)
             .map(|_| ())
             .and_then(|()| conn.run_pending_migrations(service_migrations).map(|_| ()))
             .map_err(|e| fail(e.to_string()));
-        SimpleConnection::batch_execute(&mut conn, &format!(
-            "SELECT pg_advisory_unlock(hashtext('steward-migrate-{schema}'))"
-        ))
+        SimpleConnection::batch_execute(
+            &mut conn,
+            &format!("SELECT pg_advisory_unlock(hashtext('steward-migrate-{schema}'))"),
+        )
         .map_err(|e| fail(e.to_string()))?;
         result
     })

@@ -67,7 +67,11 @@ pub fn with_database(url: &str, database: &str) -> String {
 pub async fn ensure_database(admin_url: &str, database: &str) -> Result<(), DevDbError> {
     use diesel::{dsl::sql, sql_types::Bool};
     use diesel_async::RunQueryDsl;
-    assert!(database.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    assert!(
+        database
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    );
     let mut conn = AsyncPgConnection::establish(admin_url)
         .await
         .map_err(|e| DevDbError::Database(e.to_string()))?;
@@ -165,7 +169,16 @@ pub async fn start_private_cluster(dir: &Path, port: u16) -> Result<String, DevD
         let data_s = data.display().to_string();
         run_pg(
             &initdb,
-            &["-D", &data_s, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+            &[
+                "-D",
+                &data_s,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
             as_postgres,
         )?;
     }
@@ -177,7 +190,9 @@ pub async fn start_private_cluster(dir: &Path, port: u16) -> Result<String, DevD
     );
     run_pg(
         &pg_ctl,
-        &["-D", &data_s, "-l", &log, "-o", &options, "-w", "-t", "60", "start"],
+        &[
+            "-D", &data_s, "-l", &log, "-o", &options, "-w", "-t", "60", "start",
+        ],
         as_postgres,
     )?;
     for _ in 0..50 {

@@ -103,9 +103,11 @@ pub fn database(err: &DieselError) -> Status {
             tracing::warn!(error = %err, "database connection lost");
             unavailable()
         }
-        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
-            refusal(Code::Aborted, "CONCURRENT_UPDATE", "concurrent update, retry")
-        }
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => refusal(
+            Code::Aborted,
+            "CONCURRENT_UPDATE",
+            "concurrent update, retry",
+        ),
         _ => {
             tracing::error!(error = %err, "database error");
             Status::internal("internal error")

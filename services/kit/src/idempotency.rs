@@ -42,7 +42,11 @@ pub async fn claim(
     fingerprint: &[u8],
 ) -> Result<Claim, IdempotencyError> {
     let inserted = diesel::insert_into(k::idempotency_keys)
-        .values((k::scope.eq(scope), k::key.eq(key), k::fingerprint.eq(fingerprint)))
+        .values((
+            k::scope.eq(scope),
+            k::key.eq(key),
+            k::fingerprint.eq(fingerprint),
+        ))
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;

@@ -168,8 +168,20 @@ mod tests {
             page_size: n,
             page_token: String::new(),
         };
-        assert_eq!(tokens.page::<i32>("q", Some(&req(0)), 50, 500).unwrap().size, 50);
-        assert_eq!(tokens.page::<i32>("q", Some(&req(9999)), 50, 500).unwrap().size, 500);
+        assert_eq!(
+            tokens
+                .page::<i32>("q", Some(&req(0)), 50, 500)
+                .unwrap()
+                .size,
+            50
+        );
+        assert_eq!(
+            tokens
+                .page::<i32>("q", Some(&req(9999)), 50, 500)
+                .unwrap()
+                .size,
+            500
+        );
         assert!(tokens.page::<i32>("q", Some(&req(-1)), 50, 500).is_err());
     }
 }

@@ -181,7 +181,11 @@ where
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("0");
-                    tracing::debug!(grpc.status = code, elapsed_ms = started.elapsed().as_millis() as u64, "rpc finished");
+                    tracing::debug!(
+                        grpc.status = code,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "rpc finished"
+                    );
                 }
                 Err(err) => tracing::warn!(error = %err, "rpc failed"),
             }

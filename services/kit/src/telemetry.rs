@@ -137,7 +137,9 @@ pub fn set_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
 /// Writes the current span's trace context into outgoing metadata.
 pub fn inject_current(metadata: &mut tonic::metadata::MetadataMap) {
     let context = tracing::Span::current().context();
-    global::get_text_map_propagator(|p| p.inject_context(&context, &mut MetadataInjector(metadata)));
+    global::get_text_map_propagator(|p| {
+        p.inject_context(&context, &mut MetadataInjector(metadata))
+    });
 }
 
 /// The current trace id as 32 hex digits, when a real trace is recorded.

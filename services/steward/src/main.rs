@@ -14,7 +14,11 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "steward", version, about = "Steward: customer administration for hosting platforms")]
+#[command(
+    name = "steward",
+    version,
+    about = "Steward: customer administration for hosting platforms"
+)]
 struct Cli {
     /// TOML configuration file (layered under STEWARD_* variables).
     #[arg(long, global = true, env = "STEWARD_CONFIG")]
@@ -127,7 +131,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             runtime::migrate(config, &components).await
         }
         Command::Token {
-            command: TokenCommand::Issue { subject, roles, ttl },
+            command:
+                TokenCommand::Issue {
+                    subject,
+                    roles,
+                    ttl,
+                },
         } => runtime::issue_token(config, &subject, &roles, ttl).await,
         Command::User {
             command: UserCommand::CreateAdmin { email, password },

@@ -95,7 +95,6 @@ fn security(config: &Config, signer: &TokenSigner) -> anyhow::Result<Security> {
     })
 }
 
-
 fn not_yet(component: Component) -> anyhow::Error {
     anyhow::anyhow!("component {component:?} is not part of this release yet")
 }
@@ -192,14 +191,21 @@ pub async fn issue_token(
 ) -> anyhow::Result<()> {
     let roles = roles
         .iter()
-        .map(|r| Role::parse(&r.to_uppercase()).with_context(|| format!("unknown role {r}: use USER, USER_ADMIN or PLATFORM_SERVICE")))
+        .map(|r| {
+            Role::parse(&r.to_uppercase()).with_context(|| {
+                format!("unknown role {r}: use USER, USER_ADMIN or PLATFORM_SERVICE")
+            })
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     if subject.is_empty() {
         bail!("--subject must not be empty");
     }
     let signer = signer(&config)?;
     let token = signer.sign(&Claims::new(subject, &roles, ttl));
-    eprintln!("token for {subject} valid for {}", humantime::format_duration(ttl));
+    eprintln!(
+        "token for {subject} valid for {}",
+        humantime::format_duration(ttl)
+    );
     println!("{token}");
     Ok(())
 }

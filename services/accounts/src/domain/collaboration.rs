@@ -101,12 +101,22 @@ mod tests {
     #[test]
     fn accept_and_revoke_rules() {
         let pending = collab(CollaborationStatus::Pending);
-        assert_eq!(accept(&pending, Uuid::from_u128(2)), Ok(CollaborationStatus::Active));
+        assert_eq!(
+            accept(&pending, Uuid::from_u128(2)),
+            Ok(CollaborationStatus::Active)
+        );
         assert!(accept(&pending, Uuid::from_u128(1)).is_err());
         assert!(accept(&collab(CollaborationStatus::Active), Uuid::from_u128(2)).is_err());
         assert!(revoke(&pending, Uuid::from_u128(1), false).is_ok());
         assert!(revoke(&pending, Uuid::from_u128(3), false).is_err());
         assert!(revoke(&pending, Uuid::from_u128(3), true).is_ok());
-        assert!(revoke(&collab(CollaborationStatus::Revoked), Uuid::from_u128(1), false).is_err());
+        assert!(
+            revoke(
+                &collab(CollaborationStatus::Revoked),
+                Uuid::from_u128(1),
+                false
+            )
+            .is_err()
+        );
     }
 }

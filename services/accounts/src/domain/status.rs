@@ -149,13 +149,25 @@ mod tests {
 
     #[test]
     fn illegal_transitions_have_reasons() {
-        assert_eq!(transition(Active, Activate).unwrap_err().reason, "STATUS_UNCHANGED");
-        assert_eq!(transition(Destroyed, Destroy).unwrap_err().reason, "STATUS_UNCHANGED");
+        assert_eq!(
+            transition(Active, Activate).unwrap_err().reason,
+            "STATUS_UNCHANGED"
+        );
+        assert_eq!(
+            transition(Destroyed, Destroy).unwrap_err().reason,
+            "STATUS_UNCHANGED"
+        );
         for action in [Activate, Suspend, Deactivate] {
-            assert_eq!(transition(Destroyed, action).unwrap_err().reason, "USER_DESTROYED");
+            assert_eq!(
+                transition(Destroyed, action).unwrap_err().reason,
+                "USER_DESTROYED"
+            );
         }
         for action in [Activate, Suspend, Deactivate, Destroy] {
-            assert_eq!(transition(Deleted, action).unwrap_err().reason, "USER_DELETED");
+            assert_eq!(
+                transition(Deleted, action).unwrap_err().reason,
+                "USER_DELETED"
+            );
         }
     }
 }

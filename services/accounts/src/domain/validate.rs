@@ -36,7 +36,10 @@ pub fn phone(field: &str, raw: &str, v: &mut FieldViolations) -> String {
     let phone: String = raw.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
     let digits = phone.strip_prefix('+').unwrap_or("");
     if !(7..=15).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) {
-        v.add(field, "must be an international number such as +15551234567");
+        v.add(
+            field,
+            "must be an international number such as +15551234567",
+        );
     }
     phone
 }
@@ -86,7 +89,10 @@ pub fn batch_ids(field: &str, raw: &[String], v: &mut FieldViolations) -> Vec<Uu
         v.add(field, "must name at least one user");
     }
     if raw.len() > super::MAX_BATCH {
-        v.add(field, format!("must name at most {} users", super::MAX_BATCH));
+        v.add(
+            field,
+            format!("must name at most {} users", super::MAX_BATCH),
+        );
     }
     let mut ids: Vec<Uuid> = raw
         .iter()
@@ -121,7 +127,9 @@ mod tests {
         let mut v = FieldViolations::new();
         assert_eq!(email("e", "  Ann@Example.COM ", &mut v), "ann@example.com");
         assert!(v.is_empty());
-        for bad in ["", "ann", "ann@", "@x.io", "a@b", "a b@x.io", "a@x..io", "a@@x.io"] {
+        for bad in [
+            "", "ann", "ann@", "@x.io", "a@b", "a b@x.io", "a@x..io", "a@@x.io",
+        ] {
             let mut v = FieldViolations::new();
             email("e", bad, &mut v);
             assert!(!v.is_empty(), "{bad} accepted");
@@ -144,7 +152,10 @@ mod tests {
         let a = Uuid::now_v7();
         let b = Uuid::now_v7();
         let mut v = FieldViolations::new();
-        assert_eq!(batch_ids("ids", &[b.to_string(), a.to_string()], &mut v), [a, b]);
+        assert_eq!(
+            batch_ids("ids", &[b.to_string(), a.to_string()], &mut v),
+            [a, b]
+        );
         assert!(v.is_empty());
         batch_ids("ids", &[a.to_string(), a.to_string(), "x".into()], &mut v);
         let fields: Vec<_> = v.fields().collect();

@@ -23,11 +23,7 @@ use uuid::Uuid;
 
 use crate::{
     commands::{self, NewUserInput},
-    domain::{
-        self, Refusal, User, UserStatus, collaboration,
-        status::transition,
-        validate,
-    },
+    domain::{self, Refusal, User, UserStatus, collaboration, status::transition, validate},
     error::{Error, denied},
     store::{
         collaborations, groups, settings,
@@ -58,14 +54,22 @@ impl AccountsApi {
 
     /// Maps a command's outcome to the response, auditing a refusal in its
     /// own transaction (the command's was rolled back).
-    async fn finish<T>(&self, record: AuditRecord, result: Result<T, Error>) -> Result<Response<T>, Status> {
+    async fn finish<T>(
+        &self,
+        record: AuditRecord,
+        result: Result<T, Error>,
+    ) -> Result<Response<T>, Status> {
         match result {
             Ok(value) => Ok(Response::new(value)),
             Err(err) => {
                 if err.is_domain() {
                     let record = record.failed(err.to_string());
                     let written = match self.pool.get().await {
-                        Ok(mut conn) => record.write(&mut conn).await.map(|_| ()).map_err(|e| e.to_string()),
+                        Ok(mut conn) => record
+                            .write(&mut conn)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
                         Err(e) => Err(e.to_string()),
                     };
                     if let Err(error) = written {
@@ -78,7 +82,11 @@ impl AccountsApi {
     }
 }
 
-fn record<T>(request: &Request<T>, action: &str, subject: &str) -> Result<(Caller, RequestContext, AuditRecord), Status> {
+fn record<T>(
+    request: &Request<T>,
+    action: &str,
+    subject: &str,
+) -> Result<(Caller, RequestContext, AuditRecord), Status> {
     let caller = Caller::of(request)?;
     let context = RequestContext::of(request);
     let record = AuditRecord::new(SOURCE, action, &caller, &context, subject);
@@ -144,7 +152,10 @@ fn check_etag(user: &User, etag: &str) -> Result<(), Error> {
 
 fn ensure_live(user: &User) -> Result<(), Error> {
     match user.status {
-        UserStatus::Deleted => Err(Error::precondition("USER_DELETED", "user's personal data was erased")),
+        UserStatus::Deleted => Err(Error::precondition(
+            "USER_DELETED",
+            "user's personal data was erased",
+        )),
         UserStatus::Destroyed => Err(Error::precondition("USER_DESTROYED", "user is destroyed")),
         _ => Ok(()),
     }
@@ -170,7 +181,12 @@ fn failure(id: Uuid, user: Option<&User>, reason: &str, message: &str) -> pb::Us
     }
 }
 
-fn notification(template_id: &str, recipients: Vec<String>, subject: &User, params: HashMap<String, String>) -> (Uuid, Notification) {
+fn notification(
+    template_id: &str,
+    recipients: Vec<String>,
+    subject: &User,
+    params: HashMap<String, String>,
+) -> (Uuid, Notification) {
     let id = Uuid::now_v7();
     (
         id,
@@ -187,19 +203,32 @@ fn notification(template_id: &str, recipients: Vec<String>, subject: &User, para
 }
 
 async fn load_user(conn: &mut diesel_async::AsyncPgConnection, id: Uuid) -> Result<User, Error> {
-    users::lock(conn, id).await?.ok_or_else(|| Error::not_found("user", id))
+    users::lock(conn, id)
+        .await?
+        .ok_or_else(|| Error::not_found("user", id))
 }
 
 #[tonic::async_trait]
 impl pb::accounts_service_server::AccountsService for AccountsApi {
-    async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Result<Response<pb::CreateUserResponse>, Status> {
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::CreateUserResponse>, Status> {
         let (_, _, record) = record(&request, "user.created", "")?;
         let r = request.into_inner();
         let result = async {
             let mut v = FieldViolations::new();
             let email = validate::email("email", &r.email, &mut v);
-            let group = if r.group.is_empty() { "trial".to_owned() } else { r.group.clone() };
-            let phone = r.phone.as_deref().filter(|p| !p.is_empty()).map(|p| validate::phone("phone", p, &mut v));
+            let group = if r.group.is_empty() {
+                "trial".to_owned()
+            } else {
+                r.group.clone()
+            };
+            let phone = r
+                .phone
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .map(|p| validate::phone("phone", p, &mut v));
             validate::notes("notes", &r.notes, &mut v);
             validate::short_text("reseller", &r.reseller, &mut v);
             validate::short_text("ext_billing_id", &r.ext_billing_id, &mut v);
@@ -237,14 +266,21 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                 status,
                 password_hash,
             };
-            let fingerprint = idempotency::fingerprint(&pb::CreateUserRequest { password: String::new(), ..r.clone() });
+            let fingerprint = idempotency::fingerprint(&pb::CreateUserRequest {
+                password: String::new(),
+                ..r.clone()
+            });
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) = replayed(conn, "CreateUser", &r.request_id, &fingerprint).await? {
+                if let Some(previous) =
+                    replayed(conn, "CreateUser", &r.request_id, &fingerprint).await?
+                {
                     return Ok(previous);
                 }
                 let user = commands::create_user(conn, input, record.clone()).await?;
-                let response = pb::CreateUserResponse { user: Some(convert::user(&user)) };
+                let response = pb::CreateUserResponse {
+                    user: Some(convert::user(&user)),
+                };
                 remember(conn, "CreateUser", &r.request_id, &response).await?;
                 Ok(response)
             })
@@ -254,17 +290,28 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         self.finish(record, result).await
     }
 
-    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::GetUserResponse>, Status> {
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::GetUserResponse>, Status> {
         let caller = Caller::of(&request)?;
         let r = request.into_inner();
         let id = parse_id("user_id", &r.user_id)?;
         caller.ensure_may_act_on(&r.user_id)?;
         let mut conn = self.conn().await?;
-        let user = users::get(&mut conn, id).await.map_err(Error::from)?.ok_or_else(|| Error::not_found("user", id))?;
-        Ok(Response::new(pb::GetUserResponse { user: Some(convert::user(&user)) }))
+        let user = users::get(&mut conn, id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found("user", id))?;
+        Ok(Response::new(pb::GetUserResponse {
+            user: Some(convert::user(&user)),
+        }))
     }
 
-    async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Result<Response<pb::UpdateUserResponse>, Status> {
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Result<Response<pb::UpdateUserResponse>, Status> {
         let (caller, _, record) = record(&request, "user.profile.updated", "")?;
         let r = request.into_inner();
         let target = r.user.as_ref().map(|u| u.id.clone()).unwrap_or_default();
@@ -335,7 +382,10 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         self.finish(record, result).await
     }
 
-    async fn list_users(&self, request: Request<pb::ListUsersRequest>) -> Result<Response<pb::ListUsersResponse>, Status> {
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
         let r = request.into_inner();
         let mut v = FieldViolations::new();
         let order = convert::order_from(r.order_by).unwrap_or_else(|| {
@@ -360,33 +410,52 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             Err(_) if !query.is_empty() => filter.email_contains = Some(query.to_lowercase()),
             Err(_) => {}
         }
-        let fingerprint = format!("users|{:?}|{:?}|{:?}|{:?}|{:?}", filter.group, filter.status, filter.id, filter.email_contains, order);
-        let page = match self.tokens.page::<Cursor>(&fingerprint, r.page.as_ref(), DEFAULT_PAGE, MAX_PAGE) {
-            Ok(page) => Some(page),
-            Err(e) => {
-                v.merge(e);
-                None
-            }
-        };
+        let fingerprint = format!(
+            "users|{:?}|{:?}|{:?}|{:?}|{:?}",
+            filter.group, filter.status, filter.id, filter.email_contains, order
+        );
+        let page =
+            match self
+                .tokens
+                .page::<Cursor>(&fingerprint, r.page.as_ref(), DEFAULT_PAGE, MAX_PAGE)
+            {
+                Ok(page) => Some(page),
+                Err(e) => {
+                    v.merge(e);
+                    None
+                }
+            };
         v.check().map_err(Error::from)?;
         let page = page.expect("checked above");
         let mut conn = self.conn().await?;
-        let mut rows = users::list(&mut conn, &filter, order, page.after.as_ref(), page.size as i64 + 1)
-            .await
-            .map_err(Error::from)?;
+        let mut rows = users::list(
+            &mut conn,
+            &filter,
+            order,
+            page.after.as_ref(),
+            page.size as i64 + 1,
+        )
+        .await
+        .map_err(Error::from)?;
         let next = if rows.len() > page.size {
             rows.truncate(page.size);
-            rows.last().map(|u| self.tokens.encode(&fingerprint, &Cursor::of(u, order)))
+            rows.last()
+                .map(|u| self.tokens.encode(&fingerprint, &Cursor::of(u, order)))
         } else {
             None
         };
         Ok(Response::new(pb::ListUsersResponse {
             users: rows.iter().map(convert::user).collect(),
-            page: Some(common::PageResponse { next_page_token: next.unwrap_or_default() }),
+            page: Some(common::PageResponse {
+                next_page_token: next.unwrap_or_default(),
+            }),
         }))
     }
 
-    async fn batch_change_status(&self, request: Request<pb::BatchChangeStatusRequest>) -> Result<Response<pb::BatchChangeStatusResponse>, Status> {
+    async fn batch_change_status(
+        &self,
+        request: Request<pb::BatchChangeStatusRequest>,
+    ) -> Result<Response<pb::BatchChangeStatusResponse>, Status> {
         let (_, _, record) = record(&request, "user.status.changed", "")?;
         let r = request.into_inner();
         let result = async {
@@ -403,13 +472,23 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let fingerprint = idempotency::fingerprint(&r);
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) = replayed(conn, "BatchChangeStatus", &r.request_id, &fingerprint).await? {
+                if let Some(previous) =
+                    replayed(conn, "BatchChangeStatus", &r.request_id, &fingerprint).await?
+                {
                     return Ok(previous);
                 }
-                let found: HashMap<Uuid, User> = users::lock_many(conn, &ids).await?.into_iter().map(|u| (u.id, u)).collect();
+                let found: HashMap<Uuid, User> = users::lock_many(conn, &ids)
+                    .await?
+                    .into_iter()
+                    .map(|u| (u.id, u))
+                    .collect();
                 let mut results = Vec::with_capacity(ids.len());
                 for id in &ids {
-                    let event = record.clone().action(action.audit_action()).subject(&id.to_string()).comment("reason", r.reason.clone());
+                    let event = record
+                        .clone()
+                        .action(action.audit_action())
+                        .subject(&id.to_string())
+                        .comment("reason", r.reason.clone());
                     let Some(user) = found.get(id) else {
                         event.failed("user not found").write(conn).await?;
                         results.push(failure(*id, None, "USER_NOT_FOUND", "user not found"));
@@ -419,16 +498,30 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                         Ok(target) => {
                             let changes = UserChanges {
                                 status: Some(target.as_str().to_owned()),
-                                destroyed_at: (target == UserStatus::Destroyed).then_some(Some(chrono::Utc::now())),
+                                destroyed_at: (target == UserStatus::Destroyed)
+                                    .then_some(Some(chrono::Utc::now())),
                                 ..UserChanges::default()
                             };
                             let updated = users::update(conn, *id, changes).await?;
-                            event.comment("from", user.status.as_str()).comment("to", target.as_str()).write(conn).await?;
+                            event
+                                .comment("from", user.status.as_str())
+                                .comment("to", target.as_str())
+                                .write(conn)
+                                .await?;
                             results.push(success(&updated));
                         }
                         Err(refusal) => {
-                            event.comment("from", user.status.as_str()).failed(refusal.message.clone()).write(conn).await?;
-                            results.push(failure(*id, Some(user), refusal.reason, &refusal.message));
+                            event
+                                .comment("from", user.status.as_str())
+                                .failed(refusal.message.clone())
+                                .write(conn)
+                                .await?;
+                            results.push(failure(
+                                *id,
+                                Some(user),
+                                refusal.reason,
+                                &refusal.message,
+                            ));
                         }
                     }
                 }
@@ -442,7 +535,10 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         self.finish(record, result).await
     }
 
-    async fn batch_change_group(&self, request: Request<pb::BatchChangeGroupRequest>) -> Result<Response<pb::BatchChangeGroupResponse>, Status> {
+    async fn batch_change_group(
+        &self,
+        request: Request<pb::BatchChangeGroupRequest>,
+    ) -> Result<Response<pb::BatchChangeGroupResponse>, Status> {
         let (_, _, record) = record(&request, "user.group.changed", "")?;
         let r = request.into_inner();
         let result = async {
@@ -460,33 +556,73 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let fingerprint = idempotency::fingerprint(&r);
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) = replayed(conn, "BatchChangeGroup", &r.request_id, &fingerprint).await? {
+                if let Some(previous) =
+                    replayed(conn, "BatchChangeGroup", &r.request_id, &fingerprint).await?
+                {
                     return Ok(previous);
                 }
                 if !groups::exists(conn, &r.group).await? {
                     return Err(FieldViolations::single("group", "unknown group").into());
                 }
-                let found: HashMap<Uuid, User> = users::lock_many(conn, &ids).await?.into_iter().map(|u| (u.id, u)).collect();
+                let found: HashMap<Uuid, User> = users::lock_many(conn, &ids)
+                    .await?
+                    .into_iter()
+                    .map(|u| (u.id, u))
+                    .collect();
                 let mut results = Vec::with_capacity(ids.len());
                 for id in &ids {
-                    let event = record.clone().subject(&id.to_string()).comment("to", r.group.clone());
+                    let event = record
+                        .clone()
+                        .subject(&id.to_string())
+                        .comment("to", r.group.clone());
                     let refused = match found.get(id) {
                         None => Some(Refusal::new("USER_NOT_FOUND", "user not found")),
-                        Some(user) if !user.status.is_live() => Some(Refusal::new("USER_NOT_LIVE", format!("user is {}", user.status))),
-                        Some(user) if user.group == r.group => Some(Refusal::new("GROUP_UNCHANGED", format!("user is already in {}", r.group))),
+                        Some(user) if !user.status.is_live() => Some(Refusal::new(
+                            "USER_NOT_LIVE",
+                            format!("user is {}", user.status),
+                        )),
+                        Some(user) if user.group == r.group => Some(Refusal::new(
+                            "GROUP_UNCHANGED",
+                            format!("user is already in {}", r.group),
+                        )),
                         Some(_) => None,
                     };
                     if let Some(refusal) = refused {
                         event.failed(refusal.message.clone()).write(conn).await?;
-                        results.push(failure(*id, found.get(id), refusal.reason, &refusal.message));
+                        results.push(failure(
+                            *id,
+                            found.get(id),
+                            refusal.reason,
+                            &refusal.message,
+                        ));
                         continue;
                     }
                     let user = &found[id];
-                    let updated = users::update(conn, *id, UserChanges { group_name: Some(r.group.clone()), ..UserChanges::default() }).await?;
-                    event.comment("from", user.group.clone()).comment("notify", r.notify.to_string()).write(conn).await?;
+                    let updated = users::update(
+                        conn,
+                        *id,
+                        UserChanges {
+                            group_name: Some(r.group.clone()),
+                            ..UserChanges::default()
+                        },
+                    )
+                    .await?;
+                    event
+                        .comment("from", user.group.clone())
+                        .comment("notify", r.notify.to_string())
+                        .write(conn)
+                        .await?;
                     if r.notify {
-                        let params = HashMap::from([("old_group".to_owned(), user.group.clone()), ("new_group".to_owned(), r.group.clone())]);
-                        let (event_id, message) = notification(&r.mail_template_id, vec![updated.email.clone()], &updated, params);
+                        let params = HashMap::from([
+                            ("old_group".to_owned(), user.group.clone()),
+                            ("new_group".to_owned(), r.group.clone()),
+                        ]);
+                        let (event_id, message) = notification(
+                            &r.mail_template_id,
+                            vec![updated.email.clone()],
+                            &updated,
+                            params,
+                        );
                         outbox::enqueue(conn, outbox::NOTIFICATIONS, event_id, &message).await?;
                     }
                     results.push(success(&updated));
@@ -501,7 +637,10 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         self.finish(record, result).await
     }
 
-    async fn change_email(&self, request: Request<pb::ChangeEmailRequest>) -> Result<Response<pb::ChangeEmailResponse>, Status> {
+    async fn change_email(
+        &self,
+        request: Request<pb::ChangeEmailRequest>,
+    ) -> Result<Response<pb::ChangeEmailResponse>, Status> {
         let (_, _, record) = record(&request, "user.email.changed", "")?;
         let r = request.into_inner();
         let record = record.subject(&r.user_id);
@@ -516,23 +655,52 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let fingerprint = idempotency::fingerprint(&r);
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) = replayed(conn, "ChangeEmail", &r.request_id, &fingerprint).await? {
+                if let Some(previous) =
+                    replayed(conn, "ChangeEmail", &r.request_id, &fingerprint).await?
+                {
                     return Ok(previous);
                 }
                 let user = load_user(conn, id).await?;
                 ensure_live(&user)?;
                 if user.email == email {
-                    return Err(Error::precondition("EMAIL_UNCHANGED", "the user already has this email"));
+                    return Err(Error::precondition(
+                        "EMAIL_UNCHANGED",
+                        "the user already has this email",
+                    ));
                 }
                 commands::ensure_email_available(conn, &email).await?;
-                let updated = users::update(conn, id, UserChanges { email: Some(email.clone()), ..UserChanges::default() }).await?;
-                record.clone().comment("old_email", user.email.clone()).comment("new_email", email.clone()).comment("notify", r.notify.to_string()).write(conn).await?;
+                let updated = users::update(
+                    conn,
+                    id,
+                    UserChanges {
+                        email: Some(email.clone()),
+                        ..UserChanges::default()
+                    },
+                )
+                .await?;
+                record
+                    .clone()
+                    .comment("old_email", user.email.clone())
+                    .comment("new_email", email.clone())
+                    .comment("notify", r.notify.to_string())
+                    .write(conn)
+                    .await?;
                 if r.notify {
-                    let params = HashMap::from([("old_email".to_owned(), user.email.clone()), ("new_email".to_owned(), email.clone())]);
-                    let (event_id, message) = notification("user.email.changed", vec![user.email.clone(), email.clone()], &updated, params);
+                    let params = HashMap::from([
+                        ("old_email".to_owned(), user.email.clone()),
+                        ("new_email".to_owned(), email.clone()),
+                    ]);
+                    let (event_id, message) = notification(
+                        "user.email.changed",
+                        vec![user.email.clone(), email.clone()],
+                        &updated,
+                        params,
+                    );
                     outbox::enqueue(conn, outbox::NOTIFICATIONS, event_id, &message).await?;
                 }
-                let response = pb::ChangeEmailResponse { user: Some(convert::user(&updated)) };
+                let response = pb::ChangeEmailResponse {
+                    user: Some(convert::user(&updated)),
+                };
                 remember(conn, "ChangeEmail", &r.request_id, &response).await?;
                 Ok(response)
             })
@@ -542,7 +710,10 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         self.finish(record, result).await
     }
 
-    async fn set_roles(&self, request: Request<pb::SetRolesRequest>) -> Result<Response<pb::SetRolesResponse>, Status> {
+    async fn set_roles(
+        &self,
+        request: Request<pb::SetRolesRequest>,
+    ) -> Result<Response<pb::SetRolesResponse>, Status> {
         let (_, _, record) = record(&request, "user.roles.updated", "")?;
         let r = request.into_inner();
         let record = record.subject(&r.user_id);
@@ -560,10 +731,25 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                 check_etag(&user, &r.etag)?;
                 ensure_live(&user)?;
                 let names: Vec<String> = roles.iter().map(|r| r.as_str().to_owned()).collect();
-                let updated = users::update(conn, id, UserChanges { roles: Some(names.clone()), ..UserChanges::default() }).await?;
+                let updated = users::update(
+                    conn,
+                    id,
+                    UserChanges {
+                        roles: Some(names.clone()),
+                        ..UserChanges::default()
+                    },
+                )
+                .await?;
                 let before: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
-                record.clone().comment("from", before.join(",")).comment("to", names.join(",")).write(conn).await?;
-                Ok(pb::SetRolesResponse { user: Some(convert::user(&updated)) })
+                record
+                    .clone()
+                    .comment("from", before.join(","))
+                    .comment("to", names.join(","))
+                    .write(conn)
+                    .await?;
+                Ok(pb::SetRolesResponse {
+                    user: Some(convert::user(&updated)),
+                })
             })
             .await
         }
@@ -571,7 +757,10 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         self.finish(record, result).await
     }
 
-    async fn set_notes(&self, request: Request<pb::SetNotesRequest>) -> Result<Response<pb::SetNotesResponse>, Status> {
+    async fn set_notes(
+        &self,
+        request: Request<pb::SetNotesRequest>,
+    ) -> Result<Response<pb::SetNotesResponse>, Status> {
         let (_, _, record) = record(&request, "user.notes.updated", "")?;
         let r = request.into_inner();
         let record = record.subject(&r.user_id);
@@ -584,9 +773,19 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             conn.transaction::<_, Error, _>(async |conn| {
                 let user = load_user(conn, id).await?;
                 check_etag(&user, &r.etag)?;
-                let updated = users::update(conn, id, UserChanges { notes: Some(r.notes.clone()), ..UserChanges::default() }).await?;
+                let updated = users::update(
+                    conn,
+                    id,
+                    UserChanges {
+                        notes: Some(r.notes.clone()),
+                        ..UserChanges::default()
+                    },
+                )
+                .await?;
                 record.clone().write(conn).await?;
-                Ok(pb::SetNotesResponse { user: Some(convert::user(&updated)) })
+                Ok(pb::SetNotesResponse {
+                    user: Some(convert::user(&updated)),
+                })
             })
             .await
         }
@@ -594,7 +793,10 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         self.finish(record, result).await
     }
 
-    async fn batch_delete_personal_data(&self, request: Request<pb::BatchDeletePersonalDataRequest>) -> Result<Response<pb::BatchDeletePersonalDataResponse>, Status> {
+    async fn batch_delete_personal_data(
+        &self,
+        request: Request<pb::BatchDeletePersonalDataRequest>,
+    ) -> Result<Response<pb::BatchDeletePersonalDataResponse>, Status> {
         let (_, _, record) = record(&request, "user.personal_data.deleted", "")?;
         let r = request.into_inner();
         let result = async {
@@ -605,11 +807,17 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let fingerprint = idempotency::fingerprint(&r);
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) = replayed(conn, "BatchDeletePersonalData", &r.request_id, &fingerprint).await? {
+                if let Some(previous) =
+                    replayed(conn, "BatchDeletePersonalData", &r.request_id, &fingerprint).await?
+                {
                     return Ok(previous);
                 }
                 let (current, platform_salt) = settings::get(conn).await?;
-                let found: HashMap<Uuid, User> = users::lock_many(conn, &ids).await?.into_iter().map(|u| (u.id, u)).collect();
+                let found: HashMap<Uuid, User> = users::lock_many(conn, &ids)
+                    .await?
+                    .into_iter()
+                    .map(|u| (u.id, u))
+                    .collect();
                 let mut results = Vec::with_capacity(ids.len());
                 for id in &ids {
                     let event = record.clone().subject(&id.to_string());
@@ -618,11 +826,24 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                         results.push(failure(*id, None, "USER_NOT_FOUND", "user not found"));
                         continue;
                     };
-                    match commands::erase_personal_data(conn, user, current.erasure_mode, &platform_salt, event.clone()).await {
+                    match commands::erase_personal_data(
+                        conn,
+                        user,
+                        current.erasure_mode,
+                        &platform_salt,
+                        event.clone(),
+                    )
+                    .await
+                    {
                         Ok(erased) => results.push(success(&erased)),
                         Err(Error::Refused(_, refusal)) => {
                             event.failed(refusal.message.clone()).write(conn).await?;
-                            results.push(failure(*id, Some(user), refusal.reason, &refusal.message));
+                            results.push(failure(
+                                *id,
+                                Some(user),
+                                refusal.reason,
+                                &refusal.message,
+                            ));
                         }
                         Err(other) => return Err(other),
                     }
@@ -637,28 +858,48 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         self.finish(record, result).await
     }
 
-    async fn get_settings(&self, _request: Request<pb::GetSettingsRequest>) -> Result<Response<pb::GetSettingsResponse>, Status> {
+    async fn get_settings(
+        &self,
+        _request: Request<pb::GetSettingsRequest>,
+    ) -> Result<Response<pb::GetSettingsResponse>, Status> {
         let mut conn = self.conn().await?;
         let (current, _) = settings::get(&mut conn).await.map_err(Error::from)?;
-        Ok(Response::new(pb::GetSettingsResponse { settings: Some(convert::settings(&current)) }))
+        Ok(Response::new(pb::GetSettingsResponse {
+            settings: Some(convert::settings(&current)),
+        }))
     }
 
-    async fn update_settings(&self, request: Request<pb::UpdateSettingsRequest>) -> Result<Response<pb::UpdateSettingsResponse>, Status> {
+    async fn update_settings(
+        &self,
+        request: Request<pb::UpdateSettingsRequest>,
+    ) -> Result<Response<pb::UpdateSettingsResponse>, Status> {
         let (_, _, record) = record(&request, "settings.updated", "")?;
         let r = request.into_inner();
         let result = async {
             let patch = r.settings.unwrap_or_default();
             let mut paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
             if paths.is_empty() {
-                paths = vec!["erasure_mode".into(), "auto_erase_enabled".into(), "auto_erase_delay_days".into()];
+                paths = vec![
+                    "erasure_mode".into(),
+                    "auto_erase_enabled".into(),
+                    "auto_erase_delay_days".into(),
+                ];
             }
             let mut v = FieldViolations::new();
             let mode = convert::erasure_mode_from(patch.erasure_mode);
             for path in &paths {
                 match path.as_str() {
-                    "erasure_mode" if mode.is_none() => v.add("settings.erasure_mode", "must be ANONYMIZATION or PSEUDOANONYMIZATION"),
-                    "auto_erase_delay_days" if !(0..=3650).contains(&patch.auto_erase_delay_days) => {
-                        v.add("settings.auto_erase_delay_days", "must be between 0 and 3650")
+                    "erasure_mode" if mode.is_none() => v.add(
+                        "settings.erasure_mode",
+                        "must be ANONYMIZATION or PSEUDOANONYMIZATION",
+                    ),
+                    "auto_erase_delay_days"
+                        if !(0..=3650).contains(&patch.auto_erase_delay_days) =>
+                    {
+                        v.add(
+                            "settings.auto_erase_delay_days",
+                            "must be between 0 and 3650",
+                        )
                     }
                     "erasure_mode" | "auto_erase_enabled" | "auto_erase_delay_days" => {}
                     other => v.add(format!("update_mask.{other}"), "unknown field"),
@@ -679,12 +920,33 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                 settings::put(conn, &next).await?;
                 record
                     .clone()
-                    .comment("erasure_mode", format!("{} -> {}", before.erasure_mode.as_str(), next.erasure_mode.as_str()))
-                    .comment("auto_erase_enabled", format!("{} -> {}", before.auto_erase_enabled, next.auto_erase_enabled))
-                    .comment("auto_erase_delay_days", format!("{} -> {}", before.auto_erase_delay_days, next.auto_erase_delay_days))
+                    .comment(
+                        "erasure_mode",
+                        format!(
+                            "{} -> {}",
+                            before.erasure_mode.as_str(),
+                            next.erasure_mode.as_str()
+                        ),
+                    )
+                    .comment(
+                        "auto_erase_enabled",
+                        format!(
+                            "{} -> {}",
+                            before.auto_erase_enabled, next.auto_erase_enabled
+                        ),
+                    )
+                    .comment(
+                        "auto_erase_delay_days",
+                        format!(
+                            "{} -> {}",
+                            before.auto_erase_delay_days, next.auto_erase_delay_days
+                        ),
+                    )
                     .write(conn)
                     .await?;
-                Ok(pb::UpdateSettingsResponse { settings: Some(convert::settings(&next)) })
+                Ok(pb::UpdateSettingsResponse {
+                    settings: Some(convert::settings(&next)),
+                })
             })
             .await
         }
@@ -692,11 +954,19 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         self.finish(record, result).await
     }
 
-    async fn list_groups(&self, request: Request<pb::ListGroupsRequest>) -> Result<Response<pb::ListGroupsResponse>, Status> {
+    async fn list_groups(
+        &self,
+        request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
         let r = request.into_inner();
-        let page = self.tokens.page::<String>("groups", r.page.as_ref(), DEFAULT_PAGE, MAX_PAGE).map_err(Error::from)?;
+        let page = self
+            .tokens
+            .page::<String>("groups", r.page.as_ref(), DEFAULT_PAGE, MAX_PAGE)
+            .map_err(Error::from)?;
         let mut conn = self.conn().await?;
-        let mut rows = groups::list(&mut conn, page.after.as_deref(), page.size as i64 + 1).await.map_err(Error::from)?;
+        let mut rows = groups::list(&mut conn, page.after.as_deref(), page.size as i64 + 1)
+            .await
+            .map_err(Error::from)?;
         let next = if rows.len() > page.size {
             rows.truncate(page.size);
             rows.last().map(|g| self.tokens.encode("groups", &g.name))
@@ -705,11 +975,16 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         };
         Ok(Response::new(pb::ListGroupsResponse {
             groups: rows.iter().map(convert::group).collect(),
-            page: Some(common::PageResponse { next_page_token: next.unwrap_or_default() }),
+            page: Some(common::PageResponse {
+                next_page_token: next.unwrap_or_default(),
+            }),
         }))
     }
 
-    async fn create_group(&self, request: Request<pb::CreateGroupRequest>) -> Result<Response<pb::CreateGroupResponse>, Status> {
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> Result<Response<pb::CreateGroupResponse>, Status> {
         let (_, _, record) = record(&request, "group.created", "")?;
         let r = request.into_inner();
         let result = async {
@@ -717,15 +992,28 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             validate::group_name("name", &r.name, &mut v);
             validate::short_text("display_name", &r.display_name, &mut v);
             v.check()?;
-            let display = if r.display_name.trim().is_empty() { r.name.clone() } else { r.display_name.trim().to_owned() };
+            let display = if r.display_name.trim().is_empty() {
+                r.name.clone()
+            } else {
+                r.display_name.trim().to_owned()
+            };
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
                 if groups::exists(conn, &r.name).await? {
-                    return Err(Error::Refused(Code::AlreadyExists, Refusal::new("GROUP_EXISTS", format!("group {} exists", r.name))));
+                    return Err(Error::Refused(
+                        Code::AlreadyExists,
+                        Refusal::new("GROUP_EXISTS", format!("group {} exists", r.name)),
+                    ));
                 }
                 let group = groups::insert(conn, &r.name, &display).await?;
-                record.clone().comment("group", group.name.clone()).write(conn).await?;
-                Ok(pb::CreateGroupResponse { group: Some(convert::group(&group)) })
+                record
+                    .clone()
+                    .comment("group", group.name.clone())
+                    .write(conn)
+                    .await?;
+                Ok(pb::CreateGroupResponse {
+                    group: Some(convert::group(&group)),
+                })
             })
             .await
         }
@@ -733,7 +1021,10 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         self.finish(record, result).await
     }
 
-    async fn create_collaboration(&self, request: Request<pb::CreateCollaborationRequest>) -> Result<Response<pb::CreateCollaborationResponse>, Status> {
+    async fn create_collaboration(
+        &self,
+        request: Request<pb::CreateCollaborationRequest>,
+    ) -> Result<Response<pb::CreateCollaborationResponse>, Status> {
         let (caller, _, record) = record(&request, "collaboration.created", "")?;
         let r = request.into_inner();
         let record = record.subject(&r.owner_user_id);
@@ -752,22 +1043,36 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                     .filter(|u| u.status.is_live())
                     .ok_or_else(|| Error::not_found("user", &email))?;
                 if collaborator.id == owner.id {
-                    return Err(FieldViolations::single("collaborator_email", "cannot share an account with itself").into());
+                    return Err(FieldViolations::single(
+                        "collaborator_email",
+                        "cannot share an account with itself",
+                    )
+                    .into());
                 }
-                let created = collaborations::insert(conn, owner.id, collaborator.id).await.map_err(|e| {
-                    if crate::store::is_unique_violation(&e, "collaborations_open") {
-                        Error::Refused(Code::AlreadyExists, Refusal::new("COLLABORATION_EXISTS", "the account is already shared with this user"))
-                    } else {
-                        e.into()
-                    }
-                })?;
+                let created = collaborations::insert(conn, owner.id, collaborator.id)
+                    .await
+                    .map_err(|e| {
+                        if crate::store::is_unique_violation(&e, "collaborations_open") {
+                            Error::Refused(
+                                Code::AlreadyExists,
+                                Refusal::new(
+                                    "COLLABORATION_EXISTS",
+                                    "the account is already shared with this user",
+                                ),
+                            )
+                        } else {
+                            e.into()
+                        }
+                    })?;
                 record
                     .clone()
                     .comment("collaboration_id", created.id.to_string())
                     .comment("collaborator_user_id", collaborator.id.to_string())
                     .write(conn)
                     .await?;
-                Ok(pb::CreateCollaborationResponse { collaboration: Some(convert::collaboration(&created)) })
+                Ok(pb::CreateCollaborationResponse {
+                    collaboration: Some(convert::collaboration(&created)),
+                })
             })
             .await
         }
@@ -775,7 +1080,10 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         self.finish(record, result).await
     }
 
-    async fn accept_collaboration(&self, request: Request<pb::AcceptCollaborationRequest>) -> Result<Response<pb::AcceptCollaborationResponse>, Status> {
+    async fn accept_collaboration(
+        &self,
+        request: Request<pb::AcceptCollaborationRequest>,
+    ) -> Result<Response<pb::AcceptCollaborationResponse>, Status> {
         let (caller, _, record) = record(&request, "collaboration.accepted", "")?;
         let r = request.into_inner();
         let result = async {
@@ -783,14 +1091,26 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let caller_id = Uuid::parse_str(&caller.user_id).unwrap_or_default();
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                let current = collaborations::lock(conn, id).await?.ok_or_else(|| Error::not_found("collaboration", id))?;
-                let status = collaboration::accept(&current, caller_id).map_err(|refusal| match refusal.reason {
-                    "NOT_COLLABORATOR" => Error::Refused(Code::PermissionDenied, refusal),
-                    _ => Error::Refused(Code::FailedPrecondition, refusal),
-                })?;
+                let current = collaborations::lock(conn, id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("collaboration", id))?;
+                let status =
+                    collaboration::accept(&current, caller_id).map_err(|refusal| match refusal
+                        .reason
+                    {
+                        "NOT_COLLABORATOR" => Error::Refused(Code::PermissionDenied, refusal),
+                        _ => Error::Refused(Code::FailedPrecondition, refusal),
+                    })?;
                 let updated = collaborations::set_status(conn, id, status).await?;
-                record.clone().subject(&current.owner_id.to_string()).comment("collaboration_id", id.to_string()).write(conn).await?;
-                Ok(pb::AcceptCollaborationResponse { collaboration: Some(convert::collaboration(&updated)) })
+                record
+                    .clone()
+                    .subject(&current.owner_id.to_string())
+                    .comment("collaboration_id", id.to_string())
+                    .write(conn)
+                    .await?;
+                Ok(pb::AcceptCollaborationResponse {
+                    collaboration: Some(convert::collaboration(&updated)),
+                })
             })
             .await
         }
@@ -798,7 +1118,10 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         self.finish(record, result).await
     }
 
-    async fn revoke_collaboration(&self, request: Request<pb::RevokeCollaborationRequest>) -> Result<Response<pb::RevokeCollaborationResponse>, Status> {
+    async fn revoke_collaboration(
+        &self,
+        request: Request<pb::RevokeCollaborationRequest>,
+    ) -> Result<Response<pb::RevokeCollaborationResponse>, Status> {
         let (caller, _, record) = record(&request, "collaboration.revoked", "")?;
         let r = request.into_inner();
         let result = async {
@@ -806,14 +1129,24 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let caller_id = Uuid::parse_str(&caller.user_id).unwrap_or_default();
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                let current = collaborations::lock(conn, id).await?.ok_or_else(|| Error::not_found("collaboration", id))?;
-                let status = collaboration::revoke(&current, caller_id, caller.is_privileged()).map_err(|refusal| match refusal.reason {
-                    "NOT_A_PARTY" => Error::Refused(Code::PermissionDenied, refusal),
-                    _ => Error::Refused(Code::FailedPrecondition, refusal),
-                })?;
+                let current = collaborations::lock(conn, id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("collaboration", id))?;
+                let status = collaboration::revoke(&current, caller_id, caller.is_privileged())
+                    .map_err(|refusal| match refusal.reason {
+                        "NOT_A_PARTY" => Error::Refused(Code::PermissionDenied, refusal),
+                        _ => Error::Refused(Code::FailedPrecondition, refusal),
+                    })?;
                 let updated = collaborations::set_status(conn, id, status).await?;
-                record.clone().subject(&current.owner_id.to_string()).comment("collaboration_id", id.to_string()).write(conn).await?;
-                Ok(pb::RevokeCollaborationResponse { collaboration: Some(convert::collaboration(&updated)) })
+                record
+                    .clone()
+                    .subject(&current.owner_id.to_string())
+                    .comment("collaboration_id", id.to_string())
+                    .write(conn)
+                    .await?;
+                Ok(pb::RevokeCollaborationResponse {
+                    collaboration: Some(convert::collaboration(&updated)),
+                })
             })
             .await
         }
@@ -821,7 +1154,10 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         self.finish(record, result).await
     }
 
-    async fn list_collaborations(&self, request: Request<pb::ListCollaborationsRequest>) -> Result<Response<pb::ListCollaborationsResponse>, Status> {
+    async fn list_collaborations(
+        &self,
+        request: Request<pb::ListCollaborationsRequest>,
+    ) -> Result<Response<pb::ListCollaborationsResponse>, Status> {
         let caller = Caller::of(&request)?;
         let r = request.into_inner();
         let mut v = FieldViolations::new();
@@ -834,9 +1170,20 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         caller.ensure_may_act_on(&r.user_id)?;
         let direction = direction.expect("checked above");
         let fingerprint = format!("collaborations|{user_id}|{direction:?}");
-        let page = self.tokens.page::<Uuid>(&fingerprint, r.page.as_ref(), DEFAULT_PAGE, MAX_PAGE).map_err(Error::from)?;
+        let page = self
+            .tokens
+            .page::<Uuid>(&fingerprint, r.page.as_ref(), DEFAULT_PAGE, MAX_PAGE)
+            .map_err(Error::from)?;
         let mut conn = self.conn().await?;
-        let mut rows = collaborations::list(&mut conn, user_id, direction, page.after, page.size as i64 + 1).await.map_err(Error::from)?;
+        let mut rows = collaborations::list(
+            &mut conn,
+            user_id,
+            direction,
+            page.after,
+            page.size as i64 + 1,
+        )
+        .await
+        .map_err(Error::from)?;
         let next = if rows.len() > page.size {
             rows.truncate(page.size);
             rows.last().map(|c| self.tokens.encode(&fingerprint, &c.id))
@@ -845,7 +1192,9 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         };
         Ok(Response::new(pb::ListCollaborationsResponse {
             collaborations: rows.iter().map(convert::collaboration).collect(),
-            page: Some(common::PageResponse { next_page_token: next.unwrap_or_default() }),
+            page: Some(common::PageResponse {
+                next_page_token: next.unwrap_or_default(),
+            }),
         }))
     }
 }

@@ -34,20 +34,29 @@ async fn hydrate(conn: &mut AsyncPgConnection, rows: Vec<Row>) -> QueryResult<Ve
         .collect();
     Ok(rows
         .into_iter()
-        .map(|(id, owner_id, collaborator_id, status, created_at, updated_at)| Collaboration {
-            id,
-            owner_id,
-            owner_email: emails.get(&owner_id).cloned().unwrap_or_default(),
-            collaborator_id,
-            collaborator_email: emails.get(&collaborator_id).cloned().unwrap_or_default(),
-            status: CollaborationStatus::parse(&status).unwrap_or(CollaborationStatus::Revoked),
-            created_at,
-            updated_at,
-        })
+        .map(
+            |(id, owner_id, collaborator_id, status, created_at, updated_at)| Collaboration {
+                id,
+                owner_id,
+                owner_email: emails.get(&owner_id).cloned().unwrap_or_default(),
+                collaborator_id,
+                collaborator_email: emails.get(&collaborator_id).cloned().unwrap_or_default(),
+                status: CollaborationStatus::parse(&status).unwrap_or(CollaborationStatus::Revoked),
+                created_at,
+                updated_at,
+            },
+        )
         .collect())
 }
 
-const COLUMNS: (c::id, c::owner_id, c::collaborator_id, c::status, c::created_at, c::updated_at) = (
+const COLUMNS: (
+    c::id,
+    c::owner_id,
+    c::collaborator_id,
+    c::status,
+    c::created_at,
+    c::updated_at,
+) = (
     c::id,
     c::owner_id,
     c::collaborator_id,
@@ -94,7 +103,10 @@ pub async fn set_status(
     status: CollaborationStatus,
 ) -> QueryResult<Collaboration> {
     let row: Row = diesel::update(c::collaborations.find(id))
-        .set((c::status.eq(status.as_str()), c::updated_at.eq(diesel::dsl::now)))
+        .set((
+            c::status.eq(status.as_str()),
+            c::updated_at.eq(diesel::dsl::now),
+        ))
         .returning(COLUMNS)
         .get_result(conn)
         .await?;

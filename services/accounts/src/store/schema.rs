@@ -52,4 +52,3 @@ diesel::table! {
         updated_at -> Timestamptz,
     }
 }
-

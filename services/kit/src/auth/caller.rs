@@ -111,7 +111,9 @@ mod tests {
     #[test]
     fn self_grant_is_limited_to_own_resources() {
         assert!(caller(Grant::SelfOnly).ensure_may_act_on("me").is_ok());
-        let denied = caller(Grant::SelfOnly).ensure_may_act_on("other").unwrap_err();
+        let denied = caller(Grant::SelfOnly)
+            .ensure_may_act_on("other")
+            .unwrap_err();
         assert_eq!(denied.code(), Code::PermissionDenied);
         assert!(
             caller(Grant::Role(Role::UserAdmin))

@@ -168,7 +168,11 @@ mod tests {
     #[test]
     fn missing_policy_is_denied_even_for_admins() {
         let (signer, verifier) = setup();
-        let token = signer.sign(&Claims::new("a", &[Role::UserAdmin], Duration::from_secs(60)));
+        let token = signer.sign(&Claims::new(
+            "a",
+            &[Role::UserAdmin],
+            Duration::from_secs(60),
+        ));
         let err = authorize(None, Some(&token), &verifier).unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied);
     }
@@ -177,7 +181,11 @@ mod tests {
     fn roles_and_self() {
         let (signer, verifier) = setup();
         let user = signer.sign(&Claims::new("u", &[Role::User], Duration::from_secs(60)));
-        let admin = signer.sign(&Claims::new("a", &[Role::UserAdmin], Duration::from_secs(60)));
+        let admin = signer.sign(&Claims::new(
+            "a",
+            &[Role::UserAdmin],
+            Duration::from_secs(60),
+        ));
         let admin_only = policy(&[Access::UserAdmin]);
         let with_self = policy(&[Access::Self_, Access::UserAdmin]);
 

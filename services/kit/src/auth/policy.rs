@@ -107,7 +107,9 @@ impl PolicyTable {
 
     /// Health and reflection: open to all.
     pub fn is_public_infrastructure(path: &str) -> bool {
-        PUBLIC_SERVICES.iter().any(|prefix| path.starts_with(prefix))
+        PUBLIC_SERVICES
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
     }
 
     /// Steward RPCs lacking a policy (must be none; checked by a test).
@@ -155,6 +157,10 @@ mod tests {
             .unwrap();
         assert_eq!(create.audit_action, "user.created");
         assert!(!create.allows(Access::Self_));
-        assert!(table.get("/steward.accounts.v1.AccountsService/Nope").is_none());
+        assert!(
+            table
+                .get("/steward.accounts.v1.AccountsService/Nope")
+                .is_none()
+        );
     }
 }

@@ -262,7 +262,8 @@ impl TokenVerifier {
             .keys
             .get(&parsed.kid)
             .ok_or(TokenError::UnknownKey)?;
-        let signature = Signature::from_slice(&decode(signature)?).map_err(|_| TokenError::Malformed)?;
+        let signature =
+            Signature::from_slice(&decode(signature)?).map_err(|_| TokenError::Malformed)?;
         let signing_input = &token[..header.len() + 1 + payload.len()];
         key.verify(signing_input.as_bytes(), &signature)
             .map_err(|_| TokenError::Signature)?;
@@ -293,7 +294,9 @@ mod tests {
     fn signs_and_verifies_with_impersonation_claims() {
         let signer = TokenSigner::generate();
         let mut claims = Claims::new("u1", &[Role::User], Duration::from_secs(60));
-        claims.act = Some(Actor { sub: "admin".into() });
+        claims.act = Some(Actor {
+            sub: "admin".into(),
+        });
         claims.sid = Some("s1".into());
         let token = signer.sign(&claims);
         assert_eq!(verifier_for(&signer).verify(&token).unwrap(), claims);
@@ -305,7 +308,10 @@ mod tests {
         let verifier = verifier_for(&signer);
         let mut claims = Claims::new("u1", &[Role::UserAdmin], Duration::from_secs(60));
         claims.exp -= 3600;
-        assert_eq!(verifier.verify(&signer.sign(&claims)), Err(TokenError::Expired));
+        assert_eq!(
+            verifier.verify(&signer.sign(&claims)),
+            Err(TokenError::Expired)
+        );
 
         let other = TokenSigner::generate();
         let token = other.sign(&Claims::new("u1", &[], Duration::from_secs(60)));
@@ -314,8 +320,12 @@ mod tests {
         // Swap the payload for one granting more roles: signature breaks.
         let good = signer.sign(&Claims::new("u1", &[Role::User], Duration::from_secs(60)));
         let forged_payload = URL_SAFE_NO_PAD.encode(
-            serde_json::to_vec(&Claims::new("u1", &[Role::UserAdmin], Duration::from_secs(60)))
-                .unwrap(),
+            serde_json::to_vec(&Claims::new(
+                "u1",
+                &[Role::UserAdmin],
+                Duration::from_secs(60),
+            ))
+            .unwrap(),
         );
         let parts: Vec<&str> = good.split('.').collect();
         let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);

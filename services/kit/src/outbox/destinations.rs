@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use prost::Message;
 use steward_proto::{
-    audit::{AuditEvent, IngestEventsRequest, audit_ingest_service_client::AuditIngestServiceClient},
+    audit::{
+        AuditEvent, IngestEventsRequest, audit_ingest_service_client::AuditIngestServiceClient,
+    },
     notifications::{
         EnqueueNotificationsRequest, Notification,
         notification_ingest_service_client::NotificationIngestServiceClient,

@@ -11,7 +11,9 @@ mod destinations;
 mod relay;
 
 pub use audit::AuditRecord;
-pub use destinations::{AuditIngestDestination, Destination, DeliveryError, NotificationDestination};
+pub use destinations::{
+    AuditIngestDestination, DeliveryError, Destination, NotificationDestination,
+};
 pub use relay::{Relay, RelayConfig};
 
 use diesel::prelude::*;
