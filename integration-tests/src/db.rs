@@ -38,9 +38,15 @@ pub async fn server() -> &'static str {
                 return url;
             }
             let dir = workspace().join("target").join("test-postgres");
-            devdb::start_private_cluster(&dir, PRIVATE_PORT)
+            let cluster = devdb::start_private_cluster(&dir, PRIVATE_PORT)
                 .await
-                .unwrap_or_else(|e| panic!("cannot provide PostgreSQL for tests: {e}"))
+                .unwrap_or_else(|e| panic!("cannot provide PostgreSQL for tests: {e}"));
+            let url = cluster.url.clone();
+            // Test processes end without running statics' destructors; the
+            // throwaway cluster stays up for the next test binary and is
+            // stopped by `.ci/run` (or reused by the next run).
+            std::mem::forget(cluster);
+            url
         })
         .await
 }

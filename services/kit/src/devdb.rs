@@ -145,13 +145,46 @@ fn run_pg(bin: &Path, args: &[&str], as_postgres: bool) -> Result<(), DevDbError
     Ok(())
 }
 
+/// A private cluster this process started; [`PrivateCluster::stop`] (or
+/// drop) shuts it down. One found already running is left alone.
+#[derive(Debug)]
+pub struct PrivateCluster {
+    pub url: String,
+    dir: PathBuf,
+    started_here: bool,
+}
+
+impl PrivateCluster {
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if std::mem::take(&mut self.started_here)
+            && let Err(err) = stop_private_cluster(&self.dir)
+        {
+            eprintln!("stopping the private PostgreSQL cluster failed: {err}");
+        }
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
 /// Starts (initialising on first use) a private cluster in `dir` listening
-/// on 127.0.0.1:`port` with trust authentication; returns the URL of its
-/// `postgres` database. Idempotent: an already running cluster is reused.
-pub async fn start_private_cluster(dir: &Path, port: u16) -> Result<String, DevDbError> {
+/// on 127.0.0.1:`port` with trust authentication; its URL points at the
+/// `postgres` database. A cluster already running there is reused.
+pub async fn start_private_cluster(dir: &Path, port: u16) -> Result<PrivateCluster, DevDbError> {
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
     if reachable(&url).await {
-        return Ok(url);
+        return Ok(PrivateCluster {
+            url,
+            dir: dir.to_path_buf(),
+            started_here: false,
+        });
     }
     let initdb = find_bin("initdb").ok_or(DevDbError::NoBinaries)?;
     let pg_ctl = find_bin("pg_ctl").ok_or(DevDbError::NoBinaries)?;
@@ -197,7 +230,11 @@ pub async fn start_private_cluster(dir: &Path, port: u16) -> Result<String, DevD
     )?;
     for _ in 0..50 {
         if reachable(&url).await {
-            return Ok(url);
+            return Ok(PrivateCluster {
+                url,
+                dir,
+                started_here: true,
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

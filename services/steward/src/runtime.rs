@@ -30,25 +30,39 @@ fn init_telemetry(config: &Config) -> anyhow::Result<TelemetryGuard> {
     })?)
 }
 
+/// The database to use, and the private cluster if this process started one
+/// (stopped when dropped).
+struct Database {
+    url: String,
+    _cluster: Option<devdb::PrivateCluster>,
+}
+
 /// `STEWARD_DATABASE_URL`, else localhost:5432, else a private cluster under
 /// the data dir; the `steward` database is created when missing.
-async fn database_url(config: &Config) -> anyhow::Result<String> {
+async fn database(config: &Config) -> anyhow::Result<Database> {
     if let Some(url) = &config.database_url {
-        return Ok(url.clone());
+        return Ok(Database {
+            url: url.clone(),
+            _cluster: None,
+        });
     }
-    let admin = match devdb::local_server().await {
-        Some(url) => url,
+    let (admin, cluster) = match devdb::local_server().await {
+        Some(url) => (url, None),
         None => {
             let dir = config.data_dir().join("postgres");
             eprintln!(
-                "no PostgreSQL configured or on localhost:5432; starting a private cluster in {} (port {PRIVATE_PG_PORT})",
+                "no PostgreSQL configured or on localhost:5432; using a private cluster in {} (port {PRIVATE_PG_PORT})",
                 dir.display()
             );
-            devdb::start_private_cluster(&dir, PRIVATE_PG_PORT).await?
+            let cluster = devdb::start_private_cluster(&dir, PRIVATE_PG_PORT).await?;
+            (cluster.url.clone(), Some(cluster))
         }
     };
     devdb::ensure_database(&admin, DATABASE).await?;
-    Ok(devdb::with_database(&admin, DATABASE))
+    Ok(Database {
+        url: devdb::with_database(&admin, DATABASE),
+        _cluster: cluster,
+    })
 }
 
 /// The configured signing key, else the data dir's dev key (created once).
@@ -100,11 +114,12 @@ fn not_yet(component: Component) -> anyhow::Error {
 }
 
 pub async fn migrate(config: Config, components: &[Component]) -> anyhow::Result<()> {
-    let url = database_url(&config).await?;
+    let database = database(&config).await?;
+    let url = &database.url;
     for component in components {
         match component {
             Component::Accounts => {
-                db::migrate(&url, accounts::SCHEMA, accounts::MIGRATIONS).await?;
+                db::migrate(url, accounts::SCHEMA, accounts::MIGRATIONS).await?;
                 println!("accounts: migrated");
             }
             other => return Err(not_yet(*other)),
@@ -160,10 +175,10 @@ async fn run_until_signal(apps: Vec<accounts::Application>) -> anyhow::Result<()
 
 pub async fn up(config: Config) -> anyhow::Result<()> {
     let _telemetry = init_telemetry(&config)?;
-    let url = database_url(&config).await?;
+    let database = database(&config).await?;
     let signer = signer(&config)?;
-    let app = accounts_app(&config, &url, &signer).await?;
-    println!("database       {}", redact(&url));
+    let app = accounts_app(&config, &database.url, &signer).await?;
+    println!("database       {}", redact(&database.url));
     println!("accounts       {}", app.local_addr());
     println!("steward is up; Ctrl-C to stop");
     run_until_signal(vec![app]).await
@@ -171,11 +186,11 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
 
 pub async fn serve(config: Config, component: Component) -> anyhow::Result<()> {
     let _telemetry = init_telemetry(&config)?;
-    let url = database_url(&config).await?;
+    let database = database(&config).await?;
     let signer = signer(&config)?;
     match component {
         Component::Accounts => {
-            let app = accounts_app(&config, &url, &signer).await?;
+            let app = accounts_app(&config, &database.url, &signer).await?;
             tracing::info!(addr = %app.local_addr(), "accounts serving");
             run_until_signal(vec![app]).await
         }
@@ -224,8 +239,9 @@ pub async fn create_admin(
     email: &str,
     password: Option<String>,
 ) -> anyhow::Result<()> {
-    let url = database_url(&config).await?;
-    db::migrate(&url, accounts::SCHEMA, accounts::MIGRATIONS).await?;
+    let database = database(&config).await?;
+    let url = &database.url;
+    db::migrate(url, accounts::SCHEMA, accounts::MIGRATIONS).await?;
     let generated = password.is_none();
     let password = password.unwrap_or_else(generate_password);
     if password.chars().count() < 12 {
@@ -247,7 +263,7 @@ pub async fn create_admin(
         status: accounts::domain::UserStatus::Active,
         password_hash: Some(accounts::commands::hash_password(password.clone()).await?),
     };
-    let mut conn = db::connect(&url, accounts::SCHEMA).await?;
+    let mut conn = db::connect(url, accounts::SCHEMA).await?;
     let record = AuditRecord::new(
         accounts::grpc::SOURCE,
         "user.created",
