@@ -74,6 +74,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        os.chmod(tmp, 0o755)  # the private cluster runs as postgres when we are root
         generate_stubs(tmp / "stubs")
         from steward.accounts.v1 import accounts_service_pb2 as pb
         from steward.accounts.v1 import accounts_service_pb2_grpc as pb_grpc

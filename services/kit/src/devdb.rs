@@ -190,9 +190,20 @@ pub async fn start_private_cluster(dir: &Path, port: u16) -> Result<PrivateClust
     let pg_ctl = find_bin("pg_ctl").ok_or(DevDbError::NoBinaries)?;
     let as_postgres = is_root();
     std::fs::create_dir_all(dir).map_err(|e| DevDbError::Cluster(e.to_string()))?;
-    let dir = dir
+    let mut dir = dir
         .canonicalize()
         .map_err(|e| DevDbError::Cluster(e.to_string()))?;
+    if as_postgres && !postgres_can_reach(&dir) {
+        // A root-only ancestor (/root, a 0700 temp dir) hides the directory
+        // from the postgres user; keep the cluster under /tmp instead.
+        let digest = digest_hex(dir.display().to_string().as_bytes());
+        dir = std::env::temp_dir().join(format!("steward-postgres-{}", &digest[..12]));
+        std::fs::create_dir_all(&dir).map_err(|e| DevDbError::Cluster(e.to_string()))?;
+        eprintln!(
+            "the postgres user cannot reach the data dir; the private cluster lives in {}",
+            dir.display()
+        );
+    }
     let data = dir.join("data");
     if as_postgres {
         // initdb refuses to run as root; the cluster belongs to postgres.
@@ -241,6 +252,21 @@ pub async fn start_private_cluster(dir: &Path, port: u16) -> Result<PrivateClust
     Err(DevDbError::Cluster(format!(
         "started but not reachable on port {port}; see {log}"
     )))
+}
+
+fn postgres_can_reach(dir: &Path) -> bool {
+    let parent = dir.parent().unwrap_or(dir);
+    Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(parent)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn digest_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
 }
 
 fn run_chown(dir: &Path) -> Result<(), DevDbError> {
