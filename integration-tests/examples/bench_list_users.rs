@@ -1,0 +1,136 @@
+//! ListUsers at scale: seeds N users (default 1,000,000) into a fresh test
+//! database, then walks pages through the real gRPC API for each filter and
+//! order the admin panel uses, printing latency percentiles per scenario.
+//!
+//!     cargo run --release -p steward-integration-tests --example bench_list_users -- 1000000
+
+use std::time::{Duration, Instant};
+
+use steward_integration_tests::{TestApp, exec};
+use steward_proto::{accounts as pb, common::PageRequest};
+
+const PAGES: usize = 20;
+const PAGE_SIZE: i32 = 50;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[tokio::main]
+async fn main() {
+    let users: u64 = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let app = TestApp::spawn().await;
+
+    let started = Instant::now();
+    exec(
+        &app,
+        &format!(
+            "INSERT INTO users (id, email, status, group_name, signup_at)
+             SELECT md5(i::text)::uuid,
+                    'user' || i || '@' || (ARRAY['corp.io','home.net','mail.org'])[1 + i % 3],
+                    (ARRAY['ACTIVE','ACTIVE','ACTIVE','INACTIVE','SUSPENDED','DESTROYED'])[1 + i % 6],
+                    (ARRAY['trial','billing','beta','post'])[1 + i % 4],
+                    now() - make_interval(secs => i)
+             FROM generate_series(1, {users}) AS i;
+             ANALYZE users;"
+        ),
+    )
+    .await;
+    println!("seeded {users} users in {:.1?}", started.elapsed());
+
+    let probe_id = uuid::Uuid::from_slice(&md5_16(b"777")).unwrap().to_string();
+    let scenarios: Vec<(&str, pb::ListUsersRequest)> = vec![
+        ("all, newest first", pb::ListUsersRequest::default()),
+        (
+            "group=billing, newest first",
+            pb::ListUsersRequest {
+                group: "billing".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "status=SUSPENDED, email asc",
+            pb::ListUsersRequest {
+                status: pb::UserStatus::Suspended as i32,
+                order_by: pb::UserOrderBy::EmailAsc as i32,
+                ..Default::default()
+            },
+        ),
+        (
+            "group=beta + status=ACTIVE, oldest first",
+            pb::ListUsersRequest {
+                group: "beta".into(),
+                status: pb::UserStatus::Active as i32,
+                order_by: pb::UserOrderBy::SignupTimeAsc as i32,
+                ..Default::default()
+            },
+        ),
+        (
+            "email desc",
+            pb::ListUsersRequest {
+                order_by: pb::UserOrderBy::EmailDesc as i32,
+                ..Default::default()
+            },
+        ),
+        (
+            "query email substring 'user4242'",
+            pb::ListUsersRequest {
+                query: "user4242".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "query exact id",
+            pb::ListUsersRequest {
+                query: probe_id,
+                ..Default::default()
+            },
+        ),
+    ];
+
+    let mut client = app.admin();
+    println!(
+        "{:<45} {:>6} {:>10} {:>10} {:>10}",
+        "scenario", "pages", "p50", "p95", "max"
+    );
+    for (name, request) in scenarios {
+        let mut timings = Vec::new();
+        let mut token = String::new();
+        for _ in 0..PAGES {
+            let request = pb::ListUsersRequest {
+                page: Some(PageRequest {
+                    page_size: PAGE_SIZE,
+                    page_token: token.clone(),
+                }),
+                ..request.clone()
+            };
+            let t = Instant::now();
+            let response = client.list_users(request).await.expect("list").into_inner();
+            timings.push(t.elapsed());
+            token = response.page.unwrap_or_default().next_page_token;
+            if token.is_empty() {
+                break;
+            }
+        }
+        timings.sort();
+        println!(
+            "{:<45} {:>6} {:>10.2?} {:>10.2?} {:>10.2?}",
+            name,
+            timings.len(),
+            percentile(&timings, 0.5),
+            percentile(&timings, 0.95),
+            timings.last().unwrap()
+        );
+    }
+    app.stop().await;
+}
+
+/// PostgreSQL's md5(text)::uuid of the seed, to find one seeded id.
+fn md5_16(input: &[u8]) -> [u8; 16] {
+    use md5::{Digest, Md5};
+    Md5::digest(input).into()
+}
