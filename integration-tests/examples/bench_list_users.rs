@@ -93,6 +93,24 @@ async fn main() {
     ];
 
     let mut client = app.admin();
+    // Transport floor: a call that does no database work.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel());
+    let mut floor = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("health");
+        floor.push(t.elapsed());
+    }
+    floor.sort();
+    println!(
+        "health check p50 {:.2?} (transport floor)",
+        percentile(&floor, 0.5)
+    );
     println!(
         "{:<45} {:>6} {:>10} {:>10} {:>10}",
         "scenario", "pages", "p50", "p95", "max"

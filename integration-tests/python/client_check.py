@@ -132,6 +132,15 @@ def main() -> None:
             suspended = stub.ListUsers(pb.ListUsersRequest(query=run, status=pb.USER_STATUS_SUSPENDED), metadata=auth).users
             check(sorted(u.id for u in suspended) == sorted(ids[:2]), "ListUsers filters by status")
 
+            admin_email = f"admin-{run}@py.example"
+            created = subprocess.run(
+                [steward, "--data-dir", data_dir, "user", "create-admin", "--email", admin_email],
+                env=env, check=True, capture_output=True, text=True,
+            ).stdout
+            check("password: " in created, "create-admin generated and printed a password")
+            admins = stub.ListUsers(pb.ListUsersRequest(query=admin_email), metadata=auth).users
+            check(len(admins) == 1 and pb.ROLE_USER_ADMIN in admins[0].roles, "create-admin made a USER_ADMIN")
+
             try:
                 stub.CreateUser(pb.CreateUserRequest(email="not an email"), metadata=auth)
                 check(False, "a bad email is refused")

@@ -106,6 +106,7 @@ impl TestApp {
                 erasure_interval: options
                     .erasure_interval
                     .unwrap_or(Duration::from_secs(3600)),
+                ..Default::default()
             },
         })
         .await

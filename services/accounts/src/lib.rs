@@ -39,6 +39,9 @@ pub struct AccountsConfig {
     /// How often the automatic-erasure job looks for due accounts.
     #[serde(with = "humantime_serde")]
     pub erasure_interval: Duration,
+    /// How long a request id is remembered for replay.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_retention: Duration,
 }
 
 impl Default for AccountsConfig {
@@ -46,6 +49,7 @@ impl Default for AccountsConfig {
         Self {
             listen: "127.0.0.1:50051".parse().expect("valid address"),
             erasure_interval: Duration::from_secs(60),
+            idempotency_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -129,6 +133,11 @@ impl Application {
         for relay in self.relays() {
             tasks.spawn(relay.run(shutdown.clone()));
         }
+        tasks.spawn(steward_kit::idempotency::run_purger(
+            self.deps.pool.clone(),
+            self.deps.config.idempotency_retention,
+            shutdown.clone(),
+        ));
         tasks.spawn(erasure_job::run(
             self.deps.pool.clone(),
             self.deps.config.erasure_interval,

@@ -76,3 +76,37 @@ pub async fn complete<M: Message>(
         .await
         .map(|_| ())
 }
+
+/// Forgets keys older than `retention` (a retry after that executes again).
+pub async fn purge(
+    conn: &mut AsyncPgConnection,
+    retention: std::time::Duration,
+) -> QueryResult<usize> {
+    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
+    diesel::delete(k::idempotency_keys.filter(k::created_at.lt(cutoff)))
+        .execute(conn)
+        .await
+}
+
+/// Purges expired keys every hour until `shutdown` turns true.
+pub async fn run_purger(
+    pool: crate::db::Pool,
+    retention: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        let pass = async {
+            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+            purge(&mut conn, retention).await.map_err(|e| e.to_string())
+        };
+        match pass.await {
+            Ok(0) => {}
+            Ok(count) => tracing::debug!(count, "purged expired idempotency keys"),
+            Err(error) => tracing::warn!(%error, "idempotency key purge failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {},
+            _ = shutdown.changed() => {},
+        }
+    }
+}
