@@ -38,6 +38,29 @@ pub struct Page<C> {
     pub after: Option<C>,
 }
 
+impl<C> Page<C> {
+    /// The row limit to query: one more than the page, to learn whether a
+    /// next page exists without counting.
+    pub fn limit(&self) -> i64 {
+        self.size as i64 + 1
+    }
+}
+
+/// Cuts the extra row fetched by [`Page::limit`] and returns the rows of
+/// this page with the next page's token (empty at the end).
+pub fn split<T>(
+    mut rows: Vec<T>,
+    size: usize,
+    token_after: impl Fn(&T) -> String,
+) -> (Vec<T>, String) {
+    if rows.len() <= size {
+        return (rows, String::new());
+    }
+    rows.truncate(size);
+    let next = rows.last().map(token_after).unwrap_or_default();
+    (rows, next)
+}
+
 impl PageTokens {
     pub fn new(key: [u8; 32]) -> Self {
         Self { key }

@@ -43,11 +43,15 @@ pub struct Collaboration {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Refusal reasons that concern who the caller is (not the share's state).
+pub const NOT_COLLABORATOR: &str = "NOT_COLLABORATOR";
+pub const NOT_A_PARTY: &str = "NOT_A_PARTY";
+
 /// Only the invited user accepts, and only a pending invitation.
 pub fn accept(c: &Collaboration, caller: Uuid) -> Result<CollaborationStatus, Refusal> {
     if c.collaborator_id != caller {
         return Err(Refusal::new(
-            "NOT_COLLABORATOR",
+            NOT_COLLABORATOR,
             "only the invited user may accept a collaboration",
         ));
     }
@@ -68,7 +72,7 @@ pub fn revoke(
 ) -> Result<CollaborationStatus, Refusal> {
     if !privileged && caller != c.owner_id && caller != c.collaborator_id {
         return Err(Refusal::new(
-            "NOT_A_PARTY",
+            NOT_A_PARTY,
             "only the owner, the collaborator or an administrator may revoke",
         ));
     }

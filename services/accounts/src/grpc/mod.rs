@@ -15,7 +15,7 @@ use steward_kit::{
     db::{Pool, PooledConnection},
     idempotency::{self, Claim, IdempotencyError},
     outbox::{self, AuditRecord},
-    page::PageTokens,
+    page::{self, PageTokens},
 };
 use steward_proto::{accounts as pb, common, notifications::Notification};
 use tonic::{Code, Request, Response, Status};
@@ -50,6 +50,38 @@ impl AccountsApi {
 
     async fn conn(&self) -> Result<PooledConnection<'_>, Error> {
         Ok(self.pool.get().await?)
+    }
+
+    /// Moves a collaboration to the status `rule` allows, audited on the
+    /// owner's log. Refusals naming the caller are PERMISSION_DENIED.
+    async fn transition_collaboration(
+        &self,
+        record: &AuditRecord,
+        collaboration_id: &str,
+        rule: impl FnOnce(&domain::Collaboration) -> Result<domain::CollaborationStatus, Refusal> + Send,
+    ) -> Result<pb::Collaboration, Error> {
+        let id = parse_id("collaboration_id", collaboration_id)?;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, Error, _>(async |conn| {
+            let current = collaborations::lock(conn, id)
+                .await?
+                .ok_or_else(|| Error::not_found("collaboration", id))?;
+            let status = rule(&current).map_err(|refusal| match refusal.reason {
+                collaboration::NOT_COLLABORATOR | collaboration::NOT_A_PARTY => {
+                    Error::Refused(Code::PermissionDenied, refusal)
+                }
+                _ => Error::Refused(Code::FailedPrecondition, refusal),
+            })?;
+            let updated = collaborations::set_status(conn, id, status).await?;
+            record
+                .clone()
+                .subject(&current.owner_id.to_string())
+                .comment("collaboration_id", id.to_string())
+                .write(conn)
+                .await?;
+            Ok(convert::collaboration(&updated))
+        })
+        .await
     }
 
     /// Maps a command's outcome to the response, auditing a refusal in its
@@ -428,27 +460,15 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         v.check().map_err(Error::from)?;
         let page = page.expect("checked above");
         let mut conn = self.conn().await?;
-        let mut rows = users::list(
-            &mut conn,
-            &filter,
-            order,
-            page.after.as_ref(),
-            page.size as i64 + 1,
-        )
-        .await
-        .map_err(Error::from)?;
-        let next = if rows.len() > page.size {
-            rows.truncate(page.size);
-            rows.last()
-                .map(|u| self.tokens.encode(&fingerprint, &Cursor::of(u, order)))
-        } else {
-            None
-        };
+        let rows = users::list(&mut conn, &filter, order, page.after.as_ref(), page.limit())
+            .await
+            .map_err(Error::from)?;
+        let (rows, next_page_token) = page::split(rows, page.size, |u| {
+            self.tokens.encode(&fingerprint, &Cursor::of(u, order))
+        });
         Ok(Response::new(pb::ListUsersResponse {
             users: rows.iter().map(convert::user).collect(),
-            page: Some(common::PageResponse {
-                next_page_token: next.unwrap_or_default(),
-            }),
+            page: Some(common::PageResponse { next_page_token }),
         }))
     }
 
@@ -964,20 +984,14 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             .page::<String>("groups", r.page.as_ref(), DEFAULT_PAGE, MAX_PAGE)
             .map_err(Error::from)?;
         let mut conn = self.conn().await?;
-        let mut rows = groups::list(&mut conn, page.after.as_deref(), page.size as i64 + 1)
+        let rows = groups::list(&mut conn, page.after.as_deref(), page.limit())
             .await
             .map_err(Error::from)?;
-        let next = if rows.len() > page.size {
-            rows.truncate(page.size);
-            rows.last().map(|g| self.tokens.encode("groups", &g.name))
-        } else {
-            None
-        };
+        let (rows, next_page_token) =
+            page::split(rows, page.size, |g| self.tokens.encode("groups", &g.name));
         Ok(Response::new(pb::ListGroupsResponse {
             groups: rows.iter().map(convert::group).collect(),
-            page: Some(common::PageResponse {
-                next_page_token: next.unwrap_or_default(),
-            }),
+            page: Some(common::PageResponse { next_page_token }),
         }))
     }
 
@@ -1085,36 +1099,14 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         request: Request<pb::AcceptCollaborationRequest>,
     ) -> Result<Response<pb::AcceptCollaborationResponse>, Status> {
         let (caller, _, record) = record(&request, "collaboration.accepted", "")?;
-        let r = request.into_inner();
-        let result = async {
-            let id = parse_id("collaboration_id", &r.collaboration_id)?;
-            let caller_id = Uuid::parse_str(&caller.user_id).unwrap_or_default();
-            let mut conn = self.conn().await?;
-            conn.transaction::<_, Error, _>(async |conn| {
-                let current = collaborations::lock(conn, id)
-                    .await?
-                    .ok_or_else(|| Error::not_found("collaboration", id))?;
-                let status =
-                    collaboration::accept(&current, caller_id).map_err(|refusal| match refusal
-                        .reason
-                    {
-                        "NOT_COLLABORATOR" => Error::Refused(Code::PermissionDenied, refusal),
-                        _ => Error::Refused(Code::FailedPrecondition, refusal),
-                    })?;
-                let updated = collaborations::set_status(conn, id, status).await?;
-                record
-                    .clone()
-                    .subject(&current.owner_id.to_string())
-                    .comment("collaboration_id", id.to_string())
-                    .write(conn)
-                    .await?;
-                Ok(pb::AcceptCollaborationResponse {
-                    collaboration: Some(convert::collaboration(&updated)),
-                })
-            })
+        let id = request.into_inner().collaboration_id;
+        let caller_id = Uuid::parse_str(&caller.user_id).unwrap_or_default();
+        let result = self
+            .transition_collaboration(&record, &id, |c| collaboration::accept(c, caller_id))
             .await
-        }
-        .await;
+            .map(|c| pb::AcceptCollaborationResponse {
+                collaboration: Some(c),
+            });
         self.finish(record, result).await
     }
 
@@ -1123,34 +1115,17 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         request: Request<pb::RevokeCollaborationRequest>,
     ) -> Result<Response<pb::RevokeCollaborationResponse>, Status> {
         let (caller, _, record) = record(&request, "collaboration.revoked", "")?;
-        let r = request.into_inner();
-        let result = async {
-            let id = parse_id("collaboration_id", &r.collaboration_id)?;
-            let caller_id = Uuid::parse_str(&caller.user_id).unwrap_or_default();
-            let mut conn = self.conn().await?;
-            conn.transaction::<_, Error, _>(async |conn| {
-                let current = collaborations::lock(conn, id)
-                    .await?
-                    .ok_or_else(|| Error::not_found("collaboration", id))?;
-                let status = collaboration::revoke(&current, caller_id, caller.is_privileged())
-                    .map_err(|refusal| match refusal.reason {
-                        "NOT_A_PARTY" => Error::Refused(Code::PermissionDenied, refusal),
-                        _ => Error::Refused(Code::FailedPrecondition, refusal),
-                    })?;
-                let updated = collaborations::set_status(conn, id, status).await?;
-                record
-                    .clone()
-                    .subject(&current.owner_id.to_string())
-                    .comment("collaboration_id", id.to_string())
-                    .write(conn)
-                    .await?;
-                Ok(pb::RevokeCollaborationResponse {
-                    collaboration: Some(convert::collaboration(&updated)),
-                })
+        let id = request.into_inner().collaboration_id;
+        let caller_id = Uuid::parse_str(&caller.user_id).unwrap_or_default();
+        let privileged = caller.is_privileged();
+        let result = self
+            .transition_collaboration(&record, &id, |c| {
+                collaboration::revoke(c, caller_id, privileged)
             })
             .await
-        }
-        .await;
+            .map(|c| pb::RevokeCollaborationResponse {
+                collaboration: Some(c),
+            });
         self.finish(record, result).await
     }
 
@@ -1175,26 +1150,14 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             .page::<Uuid>(&fingerprint, r.page.as_ref(), DEFAULT_PAGE, MAX_PAGE)
             .map_err(Error::from)?;
         let mut conn = self.conn().await?;
-        let mut rows = collaborations::list(
-            &mut conn,
-            user_id,
-            direction,
-            page.after,
-            page.size as i64 + 1,
-        )
-        .await
-        .map_err(Error::from)?;
-        let next = if rows.len() > page.size {
-            rows.truncate(page.size);
-            rows.last().map(|c| self.tokens.encode(&fingerprint, &c.id))
-        } else {
-            None
-        };
+        let rows = collaborations::list(&mut conn, user_id, direction, page.after, page.limit())
+            .await
+            .map_err(Error::from)?;
+        let (rows, next_page_token) =
+            page::split(rows, page.size, |c| self.tokens.encode(&fingerprint, &c.id));
         Ok(Response::new(pb::ListCollaborationsResponse {
             collaborations: rows.iter().map(convert::collaboration).collect(),
-            page: Some(common::PageResponse {
-                next_page_token: next.unwrap_or_default(),
-            }),
+            page: Some(common::PageResponse { next_page_token }),
         }))
     }
 }
