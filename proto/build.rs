@@ -7,6 +7,7 @@ const FILES: &[&str] = &[
     "steward/common/v1/common.proto",
     "steward/common/v1/policy.proto",
     "steward/audit/v1/audit_event.proto",
+    "steward/audit/v1/audit_service.proto",
     "steward/notifications/v1/notification.proto",
     "steward/accounts/v1/accounts_service.proto",
 ];

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use steward_accounts::AccountsConfig;
+use steward_audit::AuditConfig;
 use steward_kit::{
     db::PoolConfig, outbox::OutboxConfig, server::ServerConfig, telemetry::LogFormat,
 };
@@ -35,6 +36,7 @@ pub struct Config {
     pub pool: PoolConfig,
     pub outbox: OutboxConfig,
     pub accounts: AccountsConfig,
+    pub audit: AuditConfig,
 }
 
 impl Config {

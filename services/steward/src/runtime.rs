@@ -5,6 +5,7 @@ use std::{path::Path, time::Duration};
 use anyhow::{Context, bail};
 use diesel_async::AsyncConnection;
 use steward_accounts as accounts;
+use steward_audit as audit;
 use steward_kit::{
     RequestContext,
     auth::{Caller, Claims, KeySet, PolicyTable, Role, TokenSigner, TokenVerifier},
@@ -122,6 +123,10 @@ pub async fn migrate(config: Config, components: &[Component]) -> anyhow::Result
                 db::migrate(url, accounts::SCHEMA, accounts::MIGRATIONS).await?;
                 println!("accounts: migrated");
             }
+            Component::Audit => {
+                db::migrate(url, audit::SCHEMA, audit::MIGRATIONS).await?;
+                println!("audit: migrated");
+            }
             other => return Err(not_yet(*other)),
         }
     }
@@ -151,11 +156,41 @@ async fn accounts_app(
     Ok(app)
 }
 
-async fn run_until_signal(apps: Vec<accounts::Application>) -> anyhow::Result<()> {
+/// Builds the audit server on `config.audit.listen`.
+async fn audit_app(config: &Config, url: &str, signer: &TokenSigner) -> anyhow::Result<audit::Application> {
+    db::migrate(url, audit::SCHEMA, audit::MIGRATIONS).await?;
+    let pool = db::pool(url, audit::SCHEMA, &config.pool).await?;
+    audit::Application::build(audit::Deps {
+        pool,
+        security: security(config, signer)?,
+        page_tokens: PageTokens::derive(&signer.derived_secret("page-tokens")),
+        server: config.server.clone(),
+        config: config.audit.clone(),
+    })
+    .await
+    .with_context(|| format!("binding audit on {}", config.audit.listen))
+}
+
+/// A component serving until the shared stop signal.
+enum App {
+    Accounts(accounts::Application),
+    Audit(audit::Application),
+}
+
+impl App {
+    async fn run(self, stopped: watch::Receiver<bool>) -> Result<(), tonic::transport::Error> {
+        match self {
+            App::Accounts(app) => app.run_until_stopped(stopped).await,
+            App::Audit(app) => app.run_until_stopped(stopped).await,
+        }
+    }
+}
+
+async fn run_until_signal(apps: Vec<App>) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for app in apps {
-        tasks.spawn(app.run_until_stopped(stopped.clone()));
+        tasks.spawn(app.run(stopped.clone()));
     }
     tokio::select! {
         _ = shutdown_signal() => {
@@ -175,13 +210,20 @@ async fn run_until_signal(apps: Vec<accounts::Application>) -> anyhow::Result<()
 
 pub async fn up(config: Config) -> anyhow::Result<()> {
     let _telemetry = init_telemetry(&config)?;
+    let mut config = config;
     let database = database(&config).await?;
     let signer = signer(&config)?;
-    let app = accounts_app(&config, &database.url, &signer).await?;
+    let audit = audit_app(&config, &database.url, &signer).await?;
+    // In one process, accounts relays its audit events to this audit.
+    if config.outbox.audit_endpoint.is_none() {
+        config.outbox.audit_endpoint = Some(format!("http://{}", audit.local_addr()));
+    }
+    let accounts = accounts_app(&config, &database.url, &signer).await?;
     println!("database       {}", redact(&database.url));
-    println!("accounts       {}", app.local_addr());
+    println!("accounts       {}", accounts.local_addr());
+    println!("audit          {}", audit.local_addr());
     println!("steward is up; Ctrl-C to stop");
-    run_until_signal(vec![app]).await
+    run_until_signal(vec![App::Accounts(accounts), App::Audit(audit)]).await
 }
 
 pub async fn serve(config: Config, component: Component) -> anyhow::Result<()> {
@@ -192,7 +234,15 @@ pub async fn serve(config: Config, component: Component) -> anyhow::Result<()> {
         Component::Accounts => {
             let app = accounts_app(&config, &database.url, &signer).await?;
             tracing::info!(addr = %app.local_addr(), "accounts serving");
-            run_until_signal(vec![app]).await
+            if config.outbox.audit_endpoint.is_none() {
+                tracing::warn!("outbox.audit_endpoint is not set: audit events wait in the outbox");
+            }
+            run_until_signal(vec![App::Accounts(app)]).await
+        }
+        Component::Audit => {
+            let app = audit_app(&config, &database.url, &signer).await?;
+            tracing::info!(addr = %app.local_addr(), "audit serving");
+            run_until_signal(vec![App::Audit(app)]).await
         }
         other => Err(not_yet(other)),
     }

@@ -1,0 +1,1 @@
+DELETE FROM action_types; DELETE FROM products;

@@ -1,0 +1,22 @@
+//! Audit rules without I/O: the canonical form and hash chain, personal
+//! data separation, event validation.
+
+pub mod chain;
+pub mod event;
+pub mod validate;
+
+/// Comment keys whose values are personal data: stored apart from the
+/// chained bytes (covered by the salted digest) and blanked on erasure.
+pub const PII_COMMENT_KEYS: &[&str] = &[
+    "email",
+    "old_email",
+    "new_email",
+    "phone",
+    "collaborator_email",
+    "ip",
+    "user_agent",
+];
+
+pub fn is_pii_key(key: &str) -> bool {
+    PII_COMMENT_KEYS.contains(&key)
+}

@@ -1,0 +1,163 @@
+//! Appending to the chain, and the group-commit writer that batches
+//! concurrent ingest calls into one transaction.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+};
+
+use chrono::NaiveDate;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use steward_kit::db::Pool;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    domain::event::{Event, seal},
+    error::Error,
+    store::{events, partitions, rollup},
+};
+
+/// The action whose SUCCESS from accounts means "erase this subject's data".
+pub const ERASURE_ACTION: &str = "user.personal_data.deleted";
+
+/// Months whose partition is known to exist (creating one takes a strong
+/// lock on the parent, so it is done once).
+#[derive(Clone, Default)]
+pub struct KnownPartitions(Arc<Mutex<HashSet<NaiveDate>>>);
+
+impl KnownPartitions {
+    pub async fn ensure(&self, conn: &mut AsyncPgConnection, month: NaiveDate) -> diesel::QueryResult<()> {
+        if self.0.lock().expect("not poisoned").contains(&month) {
+            return Ok(());
+        }
+        partitions::ensure(conn, month).await?;
+        self.0.lock().expect("not poisoned").insert(month);
+        Ok(())
+    }
+}
+
+/// Appends events to the chain inside the caller's transaction; returns,
+/// per event, whether it was new (false: already stored, acknowledged
+/// again). Holds the chain head lock until the transaction ends.
+pub async fn append(
+    conn: &mut AsyncPgConnection,
+    known: &KnownPartitions,
+    batch: &[Event],
+) -> diesel::QueryResult<Vec<bool>> {
+    let (mut seq, mut prev) = events::lock_head(conn).await?;
+    let keys: Vec<_> = batch.iter().map(|e| (e.event_id, e.occurred_at)).collect();
+    let stored = events::existing(conn, &keys).await?;
+    let mut seen = HashSet::new();
+    let mut rows = Vec::new();
+    let mut fresh = Vec::with_capacity(batch.len());
+    for event in batch {
+        let new = !stored.contains(&event.event_id) && seen.insert(event.event_id);
+        if new {
+            seq += 1;
+            let sealed = seal(event, seq, &prev);
+            prev = sealed.hash;
+            rows.push((event.clone(), sealed));
+        }
+        fresh.push(new);
+    }
+    if rows.is_empty() {
+        return Ok(fresh);
+    }
+    let months: HashSet<_> = rows
+        .iter()
+        .map(|(e, _)| partitions::month_of(e.occurred_at))
+        .collect();
+    for month in months {
+        known.ensure(conn, month).await?;
+    }
+    events::insert(conn, &rows).await?;
+    let added: Vec<&Event> = rows.iter().map(|(e, _)| e).collect();
+    rollup::add(conn, &added).await?;
+    events::set_head(conn, seq, &prev).await?;
+    // Accounts erased a user's personal data: erase it here too, in the
+    // same transaction as the event that says so.
+    for (event, _) in &rows {
+        if event.action == ERASURE_ACTION
+            && event.result == steward_proto::common::Result::Success as i16
+            && !event.subject_user_id.is_empty()
+        {
+            events::erase_subject(conn, &event.subject_user_id).await?;
+        }
+    }
+    Ok(fresh)
+}
+
+struct Job {
+    events: Vec<Event>,
+    reply: oneshot::Sender<Result<Vec<bool>, String>>,
+}
+
+/// Group commit: calls queue their batches; one task writes whatever is
+/// queued in a single transaction and answers each call after the commit.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer task; it ends when every `Writer` is dropped.
+    pub fn start(pool: Pool, known: KnownPartitions, max_events: usize) -> (Self, tokio::task::JoinHandle<()>) {
+        let (jobs, queue) = mpsc::channel(1024);
+        let task = tokio::spawn(run(pool, known, queue, max_events));
+        (Self { jobs }, task)
+    }
+
+    /// Stores `events`; resolves after they are committed.
+    pub async fn submit(&self, events: Vec<Event>) -> Result<Vec<bool>, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { events, reply })
+            .await
+            .map_err(|_| Error::Unavailable("audit writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("audit writer stopped".into()))?
+            .map_err(Error::Unavailable)
+    }
+}
+
+async fn run(pool: Pool, known: KnownPartitions, mut queue: mpsc::Receiver<Job>, max_events: usize) {
+    while let Some(first) = queue.recv().await {
+        let mut jobs = vec![first];
+        let mut total = jobs[0].events.len();
+        while total < max_events {
+            match queue.try_recv() {
+                Ok(job) => {
+                    total += job.events.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let all: Vec<Event> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
+        let outcome = write(&pool, &known, &all).await;
+        let mut offset = 0;
+        for job in jobs {
+            let n = job.events.len();
+            let answer = match &outcome {
+                Ok(fresh) => Ok(fresh[offset..offset + n].to_vec()),
+                Err(e) => Err(e.clone()),
+            };
+            offset += n;
+            let _ = job.reply.send(answer);
+        }
+    }
+}
+
+async fn write(pool: &Pool, known: &KnownPartitions, events: &[Event]) -> Result<Vec<bool>, String> {
+    let mut conn = pool.get().await.map_err(|e| {
+        tracing::warn!(error = %e, "audit writer has no database connection");
+        "the database is unavailable, retry later".to_owned()
+    })?;
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| append(conn, known, events).await)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "audit ingest transaction failed");
+            "could not store the events, retry later".to_owned()
+        })
+}
