@@ -53,7 +53,11 @@ pub async fn server() -> &'static str {
 
 fn migrations_digest() -> String {
     let mut files = Vec::new();
-    for service in ["services/kit/migrations", "services/accounts/migrations"] {
+    for service in [
+        "services/kit/migrations",
+        "services/accounts/migrations",
+        "services/audit/migrations",
+    ] {
         collect(&workspace().join(service), &mut files);
     }
     files.sort();
@@ -102,13 +106,14 @@ async fn template() -> &'static str {
                     .await
                     .unwrap();
                 let url = devdb::with_database(server().await, &building);
-                steward_kit::db::migrate(
-                    &url,
-                    steward_accounts::SCHEMA,
-                    steward_accounts::MIGRATIONS,
-                )
-                .await
-                .expect("migrate template");
+                for (schema, migrations) in [
+                    (steward_accounts::SCHEMA, steward_accounts::MIGRATIONS),
+                    (steward_audit::SCHEMA, steward_audit::MIGRATIONS),
+                ] {
+                    steward_kit::db::migrate(&url, schema, migrations)
+                        .await
+                        .unwrap_or_else(|e| panic!("migrate {schema} in the template: {e}"));
+                }
                 conn.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}"))
                     .await
                     .unwrap();
@@ -155,6 +160,15 @@ impl TestDb {
     /// (outbox contents) and for moving time (destroyed_at).
     pub async fn accounts(&self) -> AsyncPgConnection {
         steward_kit::db::connect(&self.url, steward_accounts::SCHEMA)
+            .await
+            .expect("connect to test database")
+    }
+}
+
+impl TestDb {
+    /// A connection in the audit schema.
+    pub async fn audit(&self) -> AsyncPgConnection {
+        steward_kit::db::connect(&self.url, steward_audit::SCHEMA)
             .await
             .expect("connect to test database")
     }

@@ -26,10 +26,22 @@ pub use db::TestDb;
 
 pub type AccountsClient =
     pb::accounts_service_client::AccountsServiceClient<InterceptedService<Channel, Bearer>>;
+pub type AuditClient = steward_proto::audit::audit_service_client::AuditServiceClient<
+    InterceptedService<Channel, Bearer>,
+>;
+pub type IngestClient = steward_proto::audit::audit_ingest_service_client::AuditIngestServiceClient<
+    InterceptedService<Channel, Bearer>,
+>;
 
-/// Adds `authorization: Bearer <token>` (when set) and a user agent.
+/// Adds `authorization: Bearer <token>` when set.
 #[derive(Clone)]
 pub struct Bearer(Option<String>);
+
+impl Bearer {
+    pub fn new(token: Option<String>) -> Self {
+        Self(token)
+    }
+}
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
@@ -49,6 +61,13 @@ pub struct Options {
     /// Deliver audit events to this endpoint (a [`receiver::AuditReceiver`]).
     pub audit_endpoint: Option<String>,
     pub erasure_interval: Option<Duration>,
+    /// Also run the audit service (same database), and relay accounts'
+    /// events to it.
+    pub with_audit: bool,
+    /// Run audit on this address (to start it after accounts: see
+    /// [`TestApp::start_audit`]).
+    pub audit_listen: Option<std::net::SocketAddr>,
+    pub retention_interval: Option<Duration>,
 }
 
 pub struct TestApp {
@@ -56,8 +75,44 @@ pub struct TestApp {
     pub signer: TokenSigner,
     pub endpoint: String,
     channel: Channel,
+    audit_channel: Option<Channel>,
     stop: watch::Sender<bool>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn security(signer: &TokenSigner) -> Security {
+    let mut keys = KeySet::default();
+    keys.add(signer.verifying_key());
+    Security {
+        policies: PolicyTable::from_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET)
+            .expect("policies"),
+        verifier: TokenVerifier::new(keys),
+    }
+}
+
+async fn pool(db: &TestDb, schema: &str) -> steward_kit::db::Pool {
+    steward_kit::db::pool(
+        &db.url,
+        schema,
+        &steward_kit::db::PoolConfig {
+            max_connections: 8,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("pool")
+}
+
+async fn wait_for_port(endpoint: &str) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(endpoint.trim_start_matches("http://"))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 impl TestApp {
@@ -66,33 +121,48 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: Options) -> Self {
+        init_logs();
         let db = TestDb::create().await;
         let signer = TokenSigner::generate();
-        let mut keys = KeySet::default();
-        keys.add(signer.verifying_key());
-        let pool = steward_kit::db::pool(
-            &db.url,
-            steward_accounts::SCHEMA,
-            &steward_kit::db::PoolConfig {
-                max_connections: 8,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("pool");
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut audit_channel = None;
+        let mut audit_endpoint = options.audit_endpoint.clone();
+        if options.with_audit {
+            let endpoint = spawn_audit(
+                &db,
+                &signer,
+                "127.0.0.1:0".parse().unwrap(),
+                options.retention_interval,
+                stopped.clone(),
+                &mut tasks,
+            )
+            .await;
+            audit_channel = Some(
+                Channel::from_shared(endpoint.clone())
+                    .unwrap()
+                    .connect_lazy(),
+            );
+            audit_endpoint = Some(endpoint);
+        }
+        if let Some(addr) = options.audit_listen {
+            let endpoint = format!("http://{addr}");
+            audit_channel = Some(
+                Channel::from_shared(endpoint.clone())
+                    .unwrap()
+                    .connect_lazy(),
+            );
+            audit_endpoint = Some(endpoint);
+        }
         let app = steward_accounts::Application::build(steward_accounts::Deps {
-            pool,
+            pool: pool(&db, steward_accounts::SCHEMA).await,
             database_url: db.url.clone(),
-            security: Security {
-                policies: PolicyTable::from_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET)
-                    .expect("policies"),
-                verifier: TokenVerifier::new(keys),
-            },
+            security: security(&signer),
             page_tokens: PageTokens::new(rand_key()),
             signer: Some(signer.clone()),
             server: ServerConfig::default(),
             outbox: OutboxConfig {
-                audit_endpoint: options.audit_endpoint,
+                audit_endpoint,
                 notifications_endpoint: None,
                 relay: RelayConfig {
                     poll_interval: Duration::from_millis(500),
@@ -112,31 +182,53 @@ impl TestApp {
         .await
         .expect("bind");
         let endpoint = format!("http://{}", app.local_addr());
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             app.run_until_stopped(stopped).await.expect("server runs");
-        });
+        }));
         let channel = Channel::from_shared(endpoint.clone())
             .unwrap()
             .connect_lazy();
-        // Fail fast if the server is not answering yet.
-        for _ in 0..50 {
-            if tokio::net::TcpStream::connect(endpoint.trim_start_matches("http://"))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_port(&endpoint).await;
         Self {
             db,
             signer,
             endpoint,
             channel,
+            audit_channel,
             stop,
-            task: Some(task),
+            tasks,
         }
+    }
+
+    /// Starts the audit service late, on `addr` (see `Options::audit_listen`).
+    pub async fn start_audit(&mut self, addr: std::net::SocketAddr) {
+        let stopped = self.stop.subscribe();
+        spawn_audit(&self.db, &self.signer, addr, None, stopped, &mut self.tasks).await;
+    }
+
+    /// An audit client with a USER_ADMIN token.
+    pub fn audit(&self) -> AuditClient {
+        self.audit_as(Some(self.token(ADMIN_ID, &[Role::UserAdmin])))
+    }
+
+    pub fn audit_as(&self, token: Option<String>) -> AuditClient {
+        steward_proto::audit::audit_service_client::AuditServiceClient::with_interceptor(
+            self.audit_channel.clone().expect("spawned with audit"),
+            Bearer(token),
+        )
+        .max_decoding_message_size(64 * 1024 * 1024)
+    }
+
+    pub fn audit_channel_for_tests(&self) -> Channel {
+        self.audit_channel.clone().expect("spawned with audit")
+    }
+
+    /// An ingest client with a PLATFORM_SERVICE token.
+    pub fn ingest(&self) -> IngestClient {
+        steward_proto::audit::audit_ingest_service_client::AuditIngestServiceClient::with_interceptor(
+            self.audit_channel.clone().expect("spawned with audit"),
+            Bearer(Some(self.token("service:test", &[Role::PlatformService]))),
+        )
     }
 
     pub fn token(&self, subject: &str, roles: &[Role]) -> String {
@@ -165,10 +257,10 @@ impl TestApp {
         self.channel.clone()
     }
 
-    /// Stops the server and waits for it to drain.
-    pub async fn stop(mut self) {
+    /// Stops the servers and waits for them to drain.
+    pub async fn stop(self) {
         let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
+        for task in self.tasks {
             let _ = task.await;
         }
     }
@@ -186,6 +278,49 @@ impl TestApp {
             .user
             .expect("user")
     }
+}
+
+/// Server logs in test output (captured unless a test fails); level from
+/// `STEWARD_LOG`, default warn.
+fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+async fn spawn_audit(
+    db: &TestDb,
+    signer: &TokenSigner,
+    listen: std::net::SocketAddr,
+    retention_interval: Option<Duration>,
+    stopped: watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> String {
+    let app = steward_audit::Application::build(steward_audit::Deps {
+        pool: pool(db, steward_audit::SCHEMA).await,
+        security: security(signer),
+        page_tokens: PageTokens::new(rand_key()),
+        server: ServerConfig::default(),
+        config: steward_audit::AuditConfig {
+            listen,
+            retention_interval: retention_interval.unwrap_or(Duration::from_secs(3600)),
+            ..Default::default()
+        },
+    })
+    .await
+    .expect("bind audit");
+    let endpoint = format!("http://{}", app.local_addr());
+    tasks.push(tokio::spawn(async move {
+        app.run_until_stopped(stopped).await.expect("audit runs");
+    }));
+    wait_for_port(&endpoint).await;
+    endpoint
 }
 
 pub const ADMIN_ID: &str = "0190b7c4-0000-7000-8000-00000000ad01";

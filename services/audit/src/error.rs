@@ -11,7 +11,10 @@ pub enum Error {
     #[error("{what} {id} not found")]
     NotFound { what: &'static str, id: String },
     #[error("{message}")]
-    Denied { reason: &'static str, message: String },
+    Denied {
+        reason: &'static str,
+        message: String,
+    },
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("database: {0}")]

@@ -51,7 +51,9 @@ pub fn row(s: &StoredEvent) -> [String; 10] {
         _ => format!("Failure: {}", e.error_message),
     };
     [
-        e.occurred_at.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string(),
+        e.occurred_at
+            .format("%Y-%m-%d %H:%M:%S%.3f UTC")
+            .to_string(),
         e.action.clone(),
         e.actor_user_id.clone(),
         e.token_id.clone(),
@@ -65,7 +67,11 @@ pub fn row(s: &StoredEvent) -> [String; 10] {
 }
 
 /// Sends the filter's events page by page; the receiver writes them.
-async fn pages(pool: Pool, filter: Filter, out: mpsc::Sender<Vec<[String; 10]>>) -> Result<u64, Error> {
+async fn pages(
+    pool: Pool,
+    filter: Filter,
+    out: mpsc::Sender<Vec<[String; 10]>>,
+) -> Result<u64, Error> {
     let mut after: Option<Cursor> = None;
     let mut total = 0u64;
     loop {
@@ -77,6 +83,8 @@ async fn pages(pool: Pool, filter: Filter, out: mpsc::Sender<Vec<[String; 10]>>)
         after = Some(Cursor {
             occurred_at: last.event.occurred_at,
             seq: last.seq,
+            start: filter.start,
+            end: filter.end,
         });
         total += batch.len() as u64;
         let full = batch.len() as i64 == PAGE;
@@ -139,11 +147,15 @@ pub async fn xlsx(pool: Pool, filter: Filter, chunks: mpsc::Sender<Vec<u8>>) -> 
         use rust_xlsxwriter::{Format, Workbook};
         let fail = |e: rust_xlsxwriter::XlsxError| Error::Internal(format!("xlsx: {e}"));
         let mut workbook = Workbook::new();
-        let sheet = workbook.add_worksheet_with_constant_memory().map_err(fail)?;
+        let sheet = workbook
+            .add_worksheet_with_constant_memory()
+            .map_err(fail)?;
         sheet.set_name("Audit log").map_err(fail)?;
         let bold = Format::new().set_bold();
         for (c, h) in HEADERS.iter().enumerate() {
-            sheet.write_string_with_format(0, c as u16, *h, &bold).map_err(fail)?;
+            sheet
+                .write_string_with_format(0, c as u16, *h, &bold)
+                .map_err(fail)?;
         }
         let mut r = 1u32;
         while let Some(rows) = rx.blocking_recv() {
@@ -163,7 +175,9 @@ pub async fn xlsx(pool: Pool, filter: Filter, chunks: mpsc::Sender<Vec<u8>>) -> 
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))??;
-    let total = producer.await.map_err(|e| Error::Internal(e.to_string()))??;
+    let total = producer
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
     stream_file(file, chunks).await?;
     Ok(total)
 }
@@ -189,7 +203,10 @@ async fn stream_file(file: std::fs::File, chunks: mpsc::Sender<Vec<u8>>) -> Resu
         .map_err(|e| Error::Internal(e.to_string()))?;
     loop {
         let mut buf = vec![0u8; CHUNK];
-        let n = file.read(&mut buf).await.map_err(|e| Error::Internal(e.to_string()))?;
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
         if n == 0 {
             return Ok(());
         }

@@ -73,13 +73,21 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
-    pub async fn run_until_stopped(self, shutdown: watch::Receiver<bool>) -> Result<(), tonic::transport::Error> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), tonic::transport::Error> {
         let known = writer::KnownPartitions::default();
-        let (writer, writer_task) =
-            writer::Writer::start(self.deps.pool.clone(), known.clone(), self.deps.config.max_group_events);
+        let (writer, writer_task) = writer::Writer::start(
+            self.deps.pool.clone(),
+            known.clone(),
+            self.deps.config.max_group_events,
+        );
         let shared = grpc::Shared {
             pool: self.deps.pool.clone(),
             writer,
@@ -93,14 +101,19 @@ impl Application {
             self.deps.config.retention_interval,
             shutdown.clone(),
         ));
-        let routes = tonic::service::Routes::new(AuditIngestServiceServer::new(grpc::IngestApi(shared.clone())))
-            .add_service(AuditServiceServer::new(grpc::AuditApi(shared)));
+        let routes = tonic::service::Routes::new(AuditIngestServiceServer::new(grpc::IngestApi(
+            shared.clone(),
+        )))
+        .add_service(AuditServiceServer::new(grpc::AuditApi(shared)));
         let mut stop = shutdown.clone();
         let served = server::serve(
             server::Serve {
                 listener: self.listener,
                 routes,
-                service_names: vec!["steward.audit.v1.AuditIngestService", "steward.audit.v1.AuditService"],
+                service_names: vec![
+                    "steward.audit.v1.AuditIngestService",
+                    "steward.audit.v1.AuditService",
+                ],
             },
             self.deps.security,
             &self.deps.server,

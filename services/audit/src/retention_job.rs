@@ -52,7 +52,12 @@ pub async fn run_once(pool: &Pool, known: &KnownPartitions) -> Result<Pass, Erro
     Ok(pass)
 }
 
-pub async fn run(pool: Pool, known: KnownPartitions, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    pool: Pool,
+    known: KnownPartitions,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     while !*shutdown.borrow() {
         match run_once(&pool, &known).await {
             Ok(pass) if pass == Pass::default() => {}

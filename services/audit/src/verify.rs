@@ -19,11 +19,15 @@ pub struct Outcome {
 /// checks every link, across tombstones of events removed by retention. A
 /// missing or altered event, an edited field, or edited personal data is
 /// reported at the first sequence where it shows.
-pub async fn verify(conn: &mut AsyncPgConnection, from: i64, to: i64) -> diesel::QueryResult<Outcome> {
+pub async fn verify(
+    conn: &mut AsyncPgConnection,
+    from: i64,
+    to: i64,
+) -> diesel::QueryResult<Outcome> {
     let (head_seq, head_hash) = {
+        use crate::store::schema::chain_head::dsl as h;
         use diesel::prelude::*;
         use diesel_async::RunQueryDsl;
-        use crate::store::schema::chain_head::dsl as h;
         h::chain_head
             .select((h::seq, h::hash))
             .first::<(i64, Vec<u8>)>(conn)

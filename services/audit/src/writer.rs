@@ -26,7 +26,11 @@ pub const ERASURE_ACTION: &str = "user.personal_data.deleted";
 pub struct KnownPartitions(Arc<Mutex<HashSet<NaiveDate>>>);
 
 impl KnownPartitions {
-    pub async fn ensure(&self, conn: &mut AsyncPgConnection, month: NaiveDate) -> diesel::QueryResult<()> {
+    pub async fn ensure(
+        &self,
+        conn: &mut AsyncPgConnection,
+        month: NaiveDate,
+    ) -> diesel::QueryResult<()> {
         if self.0.lock().expect("not poisoned").contains(&month) {
             return Ok(());
         }
@@ -101,7 +105,11 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer task; it ends when every `Writer` is dropped.
-    pub fn start(pool: Pool, known: KnownPartitions, max_events: usize) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        pool: Pool,
+        known: KnownPartitions,
+        max_events: usize,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (jobs, queue) = mpsc::channel(1024);
         let task = tokio::spawn(run(pool, known, queue, max_events));
         (Self { jobs }, task)
@@ -121,7 +129,12 @@ impl Writer {
     }
 }
 
-async fn run(pool: Pool, known: KnownPartitions, mut queue: mpsc::Receiver<Job>, max_events: usize) {
+async fn run(
+    pool: Pool,
+    known: KnownPartitions,
+    mut queue: mpsc::Receiver<Job>,
+    max_events: usize,
+) {
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
         let mut total = jobs[0].events.len();
@@ -149,7 +162,11 @@ async fn run(pool: Pool, known: KnownPartitions, mut queue: mpsc::Receiver<Job>,
     }
 }
 
-async fn write(pool: &Pool, known: &KnownPartitions, events: &[Event]) -> Result<Vec<bool>, String> {
+async fn write(
+    pool: &Pool,
+    known: &KnownPartitions,
+    events: &[Event],
+) -> Result<Vec<bool>, String> {
     let mut conn = pool.get().await.map_err(|e| {
         tracing::warn!(error = %e, "audit writer has no database connection");
         "the database is unavailable, retry later".to_owned()

@@ -157,7 +157,11 @@ async fn accounts_app(
 }
 
 /// Builds the audit server on `config.audit.listen`.
-async fn audit_app(config: &Config, url: &str, signer: &TokenSigner) -> anyhow::Result<audit::Application> {
+async fn audit_app(
+    config: &Config,
+    url: &str,
+    signer: &TokenSigner,
+) -> anyhow::Result<audit::Application> {
     db::migrate(url, audit::SCHEMA, audit::MIGRATIONS).await?;
     let pool = db::pool(url, audit::SCHEMA, &config.pool).await?;
     audit::Application::build(audit::Deps {

@@ -142,13 +142,37 @@ mod tests {
         assert_eq!(h, base.hash(&GENESIS, 1));
         assert_ne!(h, base.hash(&GENESIS, 2));
         assert_ne!(h, base.hash(&[1; 32], 1));
-        assert_ne!(h, Chained { action: "user.deleted", ..base.clone() }.hash(&GENESIS, 1));
+        assert_ne!(
+            h,
+            Chained {
+                action: "user.deleted",
+                ..base.clone()
+            }
+            .hash(&GENESIS, 1)
+        );
         let other = BTreeMap::from([("k".to_string(), "w".to_string())]);
-        assert_ne!(h, Chained { comments: &other, ..base.clone() }.hash(&GENESIS, 1));
+        assert_ne!(
+            h,
+            Chained {
+                comments: &other,
+                ..base.clone()
+            }
+            .hash(&GENESIS, 1)
+        );
         // Length prefixes: moving a byte between fields is a change.
         assert_ne!(
-            Chained { actor_user_id: "ab", subject_user_id: "", ..base.clone() }.hash(&GENESIS, 1),
-            Chained { actor_user_id: "a", subject_user_id: "b", ..base.clone() }.hash(&GENESIS, 1)
+            Chained {
+                actor_user_id: "ab",
+                subject_user_id: "",
+                ..base.clone()
+            }
+            .hash(&GENESIS, 1),
+            Chained {
+                actor_user_id: "a",
+                subject_user_id: "b",
+                ..base.clone()
+            }
+            .hash(&GENESIS, 1)
         );
     }
 

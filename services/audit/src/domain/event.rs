@@ -126,7 +126,12 @@ impl StoredEvent {
         if self.prev_hash != predecessor_hash {
             return Err(Broken::Link);
         }
-        if self.event.hash(&self.pii_digest, &self.prev_hash, self.seq).as_slice() != self.hash {
+        if self
+            .event
+            .hash(&self.pii_digest, &self.prev_hash, self.seq)
+            .as_slice()
+            != self.hash
+        {
             return Err(Broken::Hash);
         }
         if !self.pii_erased {

@@ -17,7 +17,10 @@ pub const MAX_FUTURE_SKEW_MINUTES: i64 = 10;
 pub fn text(v: &mut FieldViolations, field: &str, value: &str, max: usize) {
     if value.len() > max {
         v.add(field, format!("at most {max} bytes"));
-    } else if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    } else if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         v.add(field, "must not contain control characters");
     }
 }
@@ -32,7 +35,10 @@ pub fn required(v: &mut FieldViolations, field: &str, value: &str, max: usize) {
 
 /// Events from before 2000 or more than a few minutes ahead are bad clocks.
 pub fn occurred_at(v: &mut FieldViolations, field: &str, at: DateTime<Utc>, now: DateTime<Utc>) {
-    let floor = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single().expect("valid date");
+    let floor = Utc
+        .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .expect("valid date");
     if at < floor {
         v.add(field, "before 2000-01-01");
     } else if at > now + Duration::minutes(MAX_FUTURE_SKEW_MINUTES) {
@@ -51,7 +57,10 @@ pub fn action_name(v: &mut FieldViolations, field: &str, value: &str) {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         });
     if !ok {
-        v.add(field, "a dotted lowercase name such as user.status.suspended");
+        v.add(
+            field,
+            "a dotted lowercase name such as user.status.suspended",
+        );
     }
 }
 

@@ -10,7 +10,10 @@ use uuid::Uuid;
 use crate::domain::{
     event::{Event, StoredEvent},
     is_pii_key,
-    validate::{self, MAX_COMMENT_KEY, MAX_COMMENT_VALUE, MAX_COMMENTS, MAX_ERROR, MAX_ID, MAX_NAME, MAX_USER_AGENT},
+    validate::{
+        self, MAX_COMMENT_KEY, MAX_COMMENT_VALUE, MAX_COMMENTS, MAX_ERROR, MAX_ID, MAX_NAME,
+        MAX_USER_AGENT,
+    },
 };
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -22,7 +25,10 @@ pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
 
 /// Truncated to microseconds: what PostgreSQL stores, so hashes recompute.
 pub fn time_from(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    let micros = t.seconds.checked_mul(1_000_000)?.checked_add(i64::from(t.nanos) / 1000)?;
+    let micros = t
+        .seconds
+        .checked_mul(1_000_000)?
+        .checked_add(i64::from(t.nanos) / 1000)?;
     Utc.timestamp_micros(micros).single()
 }
 
@@ -51,7 +57,10 @@ pub fn event_from(
         && !e.action.is_empty()
         && !known.contains(&(e.product.clone(), e.action.clone()))
     {
-        v.add(f("action"), format!("unknown action {} of product {}", e.action, e.product));
+        v.add(
+            f("action"),
+            format!("unknown action {} of product {}", e.action, e.product),
+        );
     }
     if !matches!(
         pb::Category::try_from(e.category),
@@ -92,13 +101,21 @@ pub fn event_from(
             v.add(f("comments"), format!("keys are 1-{MAX_COMMENT_KEY} bytes"));
         }
         validate::text(v, &f(&format!("comments.{key}")), value, MAX_COMMENT_VALUE);
-        let target = if is_pii_key(key) { &mut pii_comments } else { &mut comments };
+        let target = if is_pii_key(key) {
+            &mut pii_comments
+        } else {
+            &mut comments
+        };
         target.insert(key.clone(), value.clone());
     }
     let duration_us = e
         .duration
         .as_ref()
-        .map(|d| d.seconds.saturating_mul(1_000_000).saturating_add(i64::from(d.nanos) / 1000))
+        .map(|d| {
+            d.seconds
+                .saturating_mul(1_000_000)
+                .saturating_add(i64::from(d.nanos) / 1000)
+        })
         .unwrap_or(0);
     if duration_us < 0 {
         v.add(f("duration"), "must not be negative");
@@ -133,8 +150,11 @@ pub fn event_from(
 }
 
 pub fn event(e: &Event) -> pb::AuditEvent {
-    let mut comments: std::collections::HashMap<String, String> =
-        e.comments.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut comments: std::collections::HashMap<String, String> = e
+        .comments
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     comments.extend(e.pii_comments.iter().map(|(k, v)| (k.clone(), v.clone())));
     pb::AuditEvent {
         event_id: e.event_id.to_string(),

@@ -81,12 +81,18 @@ impl Shared {
     async fn validate(&self, batch: &[pb::AuditEvent]) -> Result<Vec<Event>, Error> {
         let mut v = FieldViolations::new();
         if batch.len() > validate::MAX_BATCH {
-            v.add("events", format!("at most {} events per call", validate::MAX_BATCH));
+            v.add(
+                "events",
+                format!("at most {} events per call", validate::MAX_BATCH),
+            );
             return Err(v.into());
         }
         let known = self
             .catalog
-            .known_for(&self.pool, batch.iter().map(|e| (e.product.clone(), e.action.clone())))
+            .known_for(
+                &self.pool,
+                batch.iter().map(|e| (e.product.clone(), e.action.clone())),
+            )
             .await?;
         let now = Utc::now();
         let events: Vec<Event> = batch
@@ -100,11 +106,18 @@ impl Shared {
 
     /// Records the audit service's own action in the chain, inside `conn`'s
     /// transaction.
-    async fn record_own(&self, conn: &mut AsyncPgConnection, record: &AuditRecord) -> Result<(), Error> {
+    async fn record_own(
+        &self,
+        conn: &mut AsyncPgConnection,
+        record: &AuditRecord,
+    ) -> Result<(), Error> {
         let (_, event) = record.finish();
         let known = self
             .catalog
-            .known_for(&self.pool, std::iter::once((event.product.clone(), event.action.clone())))
+            .known_for(
+                &self.pool,
+                std::iter::once((event.product.clone(), event.action.clone())),
+            )
             .await?;
         let mut v = FieldViolations::new();
         let own = convert::event_from(0, &event, &known, Utc::now(), &mut v)
@@ -114,7 +127,11 @@ impl Shared {
     }
 }
 
-fn own_record<T>(request: &Request<T>, action: &str, subject: &str) -> Result<(Caller, AuditRecord), Status> {
+fn own_record<T>(
+    request: &Request<T>,
+    action: &str,
+    subject: &str,
+) -> Result<(Caller, AuditRecord), Status> {
     let caller = Caller::of(request)?;
     let context = RequestContext::of(request);
     let record = AuditRecord::new(SOURCE, action, &caller, &context, subject);
@@ -172,7 +189,10 @@ fn filter_from(f: Option<pb::EventFilter>) -> Result<events::Filter, Error> {
     if start > end {
         v.add("filter.start_time", "after end_time");
     } else if end - start > Duration::days(MAX_SPAN_DAYS) {
-        v.add("filter.start_time", format!("the range may span at most {MAX_SPAN_DAYS} days"));
+        v.add(
+            "filter.start_time",
+            format!("the range may span at most {MAX_SPAN_DAYS} days"),
+        );
     }
     let category = match pb::Category::try_from(f.category) {
         Ok(pb::Category::Unspecified) => None,
@@ -232,6 +252,7 @@ impl pb::audit_service_server::AuditService for AuditApi {
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
         let caller = Caller::of(&request)?;
         let r = request.into_inner();
+        let fingerprint = format!("events|{:?}", r.filter);
         let mut filter = filter_from(r.filter)?;
         // Without an administrative role, only one's own log.
         if !caller.is_privileged() {
@@ -240,12 +261,15 @@ impl pb::audit_service_server::AuditService for AuditApi {
                 Some(subject) => caller.ensure_may_act_on(subject)?,
             }
         }
-        let fingerprint = filter.fingerprint();
         let page = self
             .0
             .tokens
             .page::<events::Cursor>(&fingerprint, r.page.as_ref(), DEFAULT_PAGE, MAX_PAGE)
             .map_err(Error::from)?;
+        if let Some(cursor) = &page.after {
+            filter.start = cursor.start;
+            filter.end = cursor.end;
+        }
         let mut conn = self.0.pool.get().await.map_err(Error::from)?;
         let rows = events::list(&mut conn, &filter, page.after, page.limit())
             .await
@@ -256,6 +280,8 @@ impl pb::audit_service_server::AuditService for AuditApi {
                 &events::Cursor {
                     occurred_at: s.event.occurred_at,
                     seq: s.seq,
+                    start: filter.start,
+                    end: filter.end,
                 },
             )
         });
@@ -276,7 +302,10 @@ impl pb::audit_service_server::AuditService for AuditApi {
         let event = events::get(&mut conn, id)
             .await
             .map_err(Error::from)?
-            .ok_or(Error::NotFound { what: "event", id: raw })?;
+            .ok_or(Error::NotFound {
+                what: "event",
+                id: raw,
+            })?;
         Ok(Response::new(pb::GetEventResponse {
             event: Some(convert::stored(&event)),
         }))
@@ -304,9 +333,16 @@ impl pb::audit_service_server::AuditService for AuditApi {
             .page::<rollup::Cursor>(&fingerprint, r.page.as_ref(), DEFAULT_PAGE, MAX_PAGE)
             .map_err(Error::from)?;
         let mut conn = self.0.pool.get().await.map_err(Error::from)?;
-        let rows = rollup::activity(&mut conn, start, end, &r.user_ids, page.after.as_ref(), page.limit())
-            .await
-            .map_err(Error::from)?;
+        let rows = rollup::activity(
+            &mut conn,
+            start,
+            end,
+            &r.user_ids,
+            page.after.as_ref(),
+            page.limit(),
+        )
+        .await
+        .map_err(Error::from)?;
         let (rows, next_page_token) = page::split(rows, page.size, |a| {
             self.0.tokens.encode(
                 &fingerprint,
@@ -340,7 +376,9 @@ impl pb::audit_service_server::AuditService for AuditApi {
         let format = match pb::ExportFormat::try_from(r.format) {
             Ok(pb::ExportFormat::Csv) => pb::ExportFormat::Csv,
             Ok(_) => pb::ExportFormat::Xlsx,
-            Err(_) => return Err(Error::from(FieldViolations::single("format", "unknown format")).into()),
+            Err(_) => {
+                return Err(Error::from(FieldViolations::single("format", "unknown format")).into());
+            }
         };
         let (file_name, content_type) = match format {
             pb::ExportFormat::Csv => ("audit-log.csv", "text/csv"),
@@ -396,7 +434,12 @@ impl pb::audit_service_server::AuditService for AuditApi {
         }
         for (i, a) in r.action_types.iter().enumerate() {
             validate::action_name(&mut v, &format!("action_types[{i}].action"), &a.action);
-            validate::required(&mut v, &format!("action_types[{i}].title"), &a.title, validate::MAX_NAME);
+            validate::required(
+                &mut v,
+                &format!("action_types[{i}].title"),
+                &a.title,
+                validate::MAX_NAME,
+            );
         }
         v.check().map_err(Error::from)?;
         let actions: Vec<(String, String)> = r
@@ -431,7 +474,11 @@ impl pb::audit_service_server::AuditService for AuditApi {
     ) -> Result<Response<pb::VerifyChainResponse>, Status> {
         let r = request.into_inner();
         if r.from_sequence < 0 || r.to_sequence < 0 {
-            return Err(Error::from(FieldViolations::single("from_sequence", "must not be negative")).into());
+            return Err(Error::from(FieldViolations::single(
+                "from_sequence",
+                "must not be negative",
+            ))
+            .into());
         }
         let mut conn = self.0.pool.get().await.map_err(Error::from)?;
         let outcome = crate::verify::verify(&mut conn, r.from_sequence, r.to_sequence)
@@ -541,28 +588,31 @@ fn export_stream(
         producer: Some(producer),
         first: true,
     };
-    Box::pin(futures_util::stream::unfold(state, move |mut st| async move {
-        if let Some(chunk) = st.chunks.recv().await {
-            let (file_name, content_type) = if st.first {
-                (file_name.to_owned(), content_type.to_owned())
-            } else {
-                Default::default()
-            };
-            st.first = false;
-            let message = pb::ExportEventsResponse {
-                chunk,
-                file_name,
-                content_type,
-            };
-            return Some((Ok(message), st));
-        }
-        let producer = st.producer.take()?;
-        match producer.await {
-            Ok(Ok(_)) => None,
-            Ok(Err(err)) => Some((Err(Status::from(err)), st)),
-            Err(err) => Some((Err(Status::internal(format!("export task: {err}"))), st)),
-        }
-    }))
+    Box::pin(futures_util::stream::unfold(
+        state,
+        move |mut st| async move {
+            if let Some(chunk) = st.chunks.recv().await {
+                let (file_name, content_type) = if st.first {
+                    (file_name.to_owned(), content_type.to_owned())
+                } else {
+                    Default::default()
+                };
+                st.first = false;
+                let message = pb::ExportEventsResponse {
+                    chunk,
+                    file_name,
+                    content_type,
+                };
+                return Some((Ok(message), st));
+            }
+            let producer = st.producer.take()?;
+            match producer.await {
+                Ok(Ok(_)) => None,
+                Ok(Err(err)) => Some((Err(Status::from(err)), st)),
+                Err(err) => Some((Err(Status::internal(format!("export task: {err}"))), st)),
+            }
+        },
+    ))
 }
 
 fn product(p: catalog::Product) -> pb::ProductActionTypes {

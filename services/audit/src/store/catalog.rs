@@ -65,7 +65,13 @@ pub async fn register(
         .await?;
     let rows: Vec<_> = actions
         .iter()
-        .map(|(action, title)| (a::product.eq(product), a::action.eq(action), a::title.eq(title)))
+        .map(|(action, title)| {
+            (
+                a::product.eq(product),
+                a::action.eq(action),
+                a::title.eq(title),
+            )
+        })
         .collect();
     diesel::insert_into(a::action_types)
         .values(rows)

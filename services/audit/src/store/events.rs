@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use diesel::{
     dsl::sql,
     prelude::*,
-    sql_types::{Array, Bool, Bytea, Int2, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{
+        Array, Bool, Bytea, Int2, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+    },
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
@@ -229,7 +231,10 @@ pub async fn by_sequence(
 
 /// The hash the event before `seq` had: a stored event, a tombstone, or
 /// the genesis hash for seq 1.
-pub async fn predecessor_hash(conn: &mut AsyncPgConnection, seq: i64) -> QueryResult<Option<Vec<u8>>> {
+pub async fn predecessor_hash(
+    conn: &mut AsyncPgConnection,
+    seq: i64,
+) -> QueryResult<Option<Vec<u8>>> {
     use super::schema::chain_tombstones::dsl as t;
     if seq <= 1 {
         return Ok(Some(vec![0; 32]));
@@ -285,18 +290,14 @@ pub struct Filter {
     pub end: DateTime<Utc>,
 }
 
-impl Filter {
-    /// A stable description, for binding page tokens to the query.
-    pub fn fingerprint(&self) -> String {
-        format!("events|{self:?}")
-    }
-}
-
-/// Newest-first keyset position.
+/// Newest-first keyset position, with the time window of the first page
+/// (defaults are relative to "now", which must not drift between pages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     pub occurred_at: DateTime<Utc>,
     pub seq: i64,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
 }
 
 /// Events matching `filter`, newest first, after `after`, at most `limit`.
@@ -332,7 +333,11 @@ pub async fn list(
     if !filter.actions.is_empty() {
         q = q.filter(e::action.eq_any(filter.actions.clone()));
     }
-    q = q.filter(e::occurred_at.ge(filter.start).and(e::occurred_at.lt(filter.end)));
+    q = q.filter(
+        e::occurred_at
+            .ge(filter.start)
+            .and(e::occurred_at.lt(filter.end)),
+    );
     if let Some(c) = after {
         q = q.filter(
             sql::<Bool>("(occurred_at, seq) < (")

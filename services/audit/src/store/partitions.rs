@@ -62,7 +62,10 @@ pub async fn list(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Parti
             let rest = r.name.strip_prefix("events_y")?;
             let (y, m) = rest.split_once('m')?;
             let month = NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, 1)?;
-            Some(Partition { name: r.name, month })
+            Some(Partition {
+                name: r.name,
+                month,
+            })
         })
         .collect())
 }
@@ -83,9 +86,14 @@ mod tests {
     #[test]
     fn month_arithmetic_and_names() {
         let dec = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
-        assert_eq!(next_month(dec), NaiveDate::from_ymd_opt(2027, 1, 1).unwrap());
+        assert_eq!(
+            next_month(dec),
+            NaiveDate::from_ymd_opt(2027, 1, 1).unwrap()
+        );
         assert_eq!(name(dec), "events_y2026m12");
-        let at = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().to_utc();
+        let at = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .to_utc();
         assert_eq!(month_of(at), NaiveDate::from_ymd_opt(2026, 11, 1).unwrap());
     }
 }

@@ -61,7 +61,12 @@ pub async fn drop_expired_partitions(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
 ) -> QueryResult<Vec<String>> {
-    let longest = list(conn).await?.iter().map(|p| p.days).max().unwrap_or(i32::MAX);
+    let longest = list(conn)
+        .await?
+        .iter()
+        .map(|p| p.days)
+        .max()
+        .unwrap_or(i32::MAX);
     let cutoff = (now - Duration::days(longest.into())).date_naive();
     let mut dropped = Vec::new();
     for partition in partitions::list(conn).await? {
@@ -75,7 +80,10 @@ pub async fn drop_expired_partitions(
 }
 
 /// Keeps the links from rows of `partition` to successors outside it.
-async fn tombstone_partition(conn: &mut AsyncPgConnection, partition: &Partition) -> QueryResult<()> {
+async fn tombstone_partition(
+    conn: &mut AsyncPgConnection,
+    partition: &Partition,
+) -> QueryResult<()> {
     conn.batch_execute(&format!(
         "INSERT INTO chain_tombstones (seq, prev_hash, hash)
          SELECT p.seq, p.prev_hash, p.hash FROM {name} p
@@ -101,7 +109,12 @@ pub async fn trim_batch(
         #[diesel(sql_type = Int8)]
         seq: i64,
     }
-    let shortest = list(conn).await?.iter().map(|p| p.days).min().unwrap_or(i32::MAX);
+    let shortest = list(conn)
+        .await?
+        .iter()
+        .map(|p| p.days)
+        .min()
+        .unwrap_or(i32::MAX);
     let horizon = now - Duration::days(shortest.into());
     let doomed: Vec<i64> = diesel::sql_query(
         "SELECT e.seq FROM events e
