@@ -163,3 +163,52 @@ async fn without_a_destination_rows_wait() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(outbox_rows(&app).await, 1);
 }
+
+#[tokio::test]
+async fn a_rejected_row_is_parked_and_does_not_block_the_others() {
+    let (receiver, endpoint) = AuditReceiver::start().await;
+    let app = TestApp::spawn_with(Options {
+        audit_endpoint: Some(endpoint),
+        ..Options::default()
+    })
+    .await;
+    // A row whose payload is not an AuditEvent, inserted without a NOTIFY:
+    // the relay meets it in the same batch as the next good row.
+    steward_integration_tests::exec(
+        &app,
+        "INSERT INTO outbox (destination, event_id, payload)
+         VALUES ('audit', gen_random_uuid(), '\\xffffffffff')",
+    )
+    .await;
+    app.create_user("after@outbox.io").await;
+    assert!(wait_until(async || receiver.events().len() == 1).await);
+    assert_eq!(receiver.events()[0].action, "user.created");
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Parked {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        attempts: i32,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        last_error: Option<String>,
+    }
+    let mut parked = Vec::new();
+    for _ in 0..50 {
+        parked = diesel::sql_query("SELECT attempts, last_error FROM outbox")
+            .load::<Parked>(&mut app.db.accounts().await)
+            .await
+            .unwrap();
+        if parked.len() == 1 && parked[0].attempts == 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(parked.len(), 1, "only the bad row is left");
+    assert_eq!(parked[0].attempts, 50, "parked at max_attempts");
+    assert!(
+        parked[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("does not decode")
+    );
+}

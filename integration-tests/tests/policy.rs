@@ -296,3 +296,60 @@ async fn reflection_v1_and_v1alpha_list_the_service_without_a_token() {
         Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
     ));
 }
+
+#[tokio::test]
+async fn only_an_admin_creates_users_with_power() {
+    let app = TestApp::spawn().await;
+    let mut service = app.client(Some(app.token("service:signup", &[Role::PlatformService])));
+    let err = service
+        .create_user(pb::CreateUserRequest {
+            email: "sneaky@policy.io".into(),
+            roles: vec![pb::Role::UserAdmin as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(reason(&err), "ROLE_GRANT_REQUIRES_ADMIN");
+    // A plain user is fine for a platform service.
+    service
+        .create_user(pb::CreateUserRequest {
+            email: "plain@policy.io".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    app.admin()
+        .create_user(pb::CreateUserRequest {
+            email: "second-admin@policy.io".into(),
+            roles: vec![pb::Role::UserAdmin as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn idempotency_keys_belong_to_their_caller() {
+    let app = TestApp::spawn().await;
+    let request = |email: &str| pb::CreateUserRequest {
+        request_id: "same-key".into(),
+        email: email.into(),
+        ..Default::default()
+    };
+    let mut first = app.client(Some(app.token("service:one", &[Role::PlatformService])));
+    let mut second = app.client(Some(app.token("service:two", &[Role::PlatformService])));
+    let a = first
+        .create_user(request("one@idem.io"))
+        .await
+        .unwrap()
+        .into_inner();
+    // The same key from another caller is a different request, not a replay
+    // of someone else's response.
+    let b = second
+        .create_user(request("two@idem.io"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(a.user.unwrap().id, b.user.unwrap().id);
+}

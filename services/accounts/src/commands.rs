@@ -42,10 +42,7 @@ pub async fn ensure_email_available(
     email: &str,
 ) -> Result<(), Error> {
     if users::find_live_by_email(conn, email).await?.is_some() {
-        return Err(Error::Refused(
-            Code::AlreadyExists,
-            Refusal::new("EMAIL_TAKEN", "another account uses this email"),
-        ));
+        return Err(email_taken());
     }
     let (_, platform_salt) = settings::get(conn).await?;
     if users::erased_digest_exists(conn, &digest(&platform_salt, email)).await? {
@@ -55,6 +52,23 @@ pub async fn ensure_email_available(
         ));
     }
     Ok(())
+}
+
+/// A concurrent writer won the race for the email: same refusal as the
+/// check that came first.
+pub fn email_taken_on_conflict(err: diesel::result::Error) -> Error {
+    if store::is_unique_violation(&err, "users_live_email") {
+        email_taken()
+    } else {
+        err.into()
+    }
+}
+
+fn email_taken() -> Error {
+    Error::Refused(
+        Code::AlreadyExists,
+        Refusal::new("EMAIL_TAKEN", "another account uses this email"),
+    )
 }
 
 pub async fn create_user(
@@ -79,16 +93,9 @@ pub async fn create_user(
         ext_billing_id: input.ext_billing_id,
         password_hash: input.password_hash,
     };
-    let user = users::insert(conn, new).await.map_err(|e| {
-        if store::is_unique_violation(&e, "users_live_email") {
-            Error::Refused(
-                Code::AlreadyExists,
-                Refusal::new("EMAIL_TAKEN", "another account uses this email"),
-            )
-        } else {
-            e.into()
-        }
-    })?;
+    let user = users::insert(conn, new)
+        .await
+        .map_err(email_taken_on_conflict)?;
     record
         .subject(&user.id.to_string())
         .comment("email", user.email.clone())

@@ -75,7 +75,7 @@ pub async fn run(pool: Pool, interval: Duration, mut shutdown: watch::Receiver<b
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {},
-            _ = shutdown.changed() => {},
+            changed = shutdown.changed() => if changed.is_err() { break },
         }
     }
 }

@@ -129,19 +129,20 @@ impl Application {
         self,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), tonic::transport::Error> {
+        let (stop_tasks, tasks_stopped) = server::linked_stop(&shutdown);
         let mut tasks = tokio::task::JoinSet::new();
         for relay in self.relays() {
-            tasks.spawn(relay.run(shutdown.clone()));
+            tasks.spawn(relay.run(tasks_stopped.clone()));
         }
         tasks.spawn(steward_kit::idempotency::run_purger(
             self.deps.pool.clone(),
             self.deps.config.idempotency_retention,
-            shutdown.clone(),
+            tasks_stopped.clone(),
         ));
         tasks.spawn(erasure_job::run(
             self.deps.pool.clone(),
             self.deps.config.erasure_interval,
-            shutdown.clone(),
+            tasks_stopped,
         ));
         let api = grpc::AccountsApi::new(self.deps.pool.clone(), self.deps.page_tokens.clone());
         let routes = tonic::service::Routes::new(AccountsServiceServer::new(api));
@@ -159,6 +160,7 @@ impl Application {
             },
         )
         .await;
+        let _ = stop_tasks.send(true);
         while tasks.join_next().await.is_some() {}
         served
     }

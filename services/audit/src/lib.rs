@@ -95,11 +95,12 @@ impl Application {
             known: known.clone(),
             tokens: self.deps.page_tokens.clone(),
         };
+        let (stop_tasks, tasks_stopped) = server::linked_stop(&shutdown);
         let housekeeping = tokio::spawn(retention_job::run(
             self.deps.pool.clone(),
             known,
             self.deps.config.retention_interval,
-            shutdown.clone(),
+            tasks_stopped,
         ));
         let routes = tonic::service::Routes::new(AuditIngestServiceServer::new(grpc::IngestApi(
             shared.clone(),
@@ -122,6 +123,7 @@ impl Application {
             },
         )
         .await;
+        let _ = stop_tasks.send(true);
         // The server's handlers held the last writers: the writer ends after
         // committing what was queued.
         let _ = writer_task.await;

@@ -70,7 +70,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {},
-            _ = shutdown.changed() => {},
+            changed = shutdown.changed() => if changed.is_err() { break },
         }
     }
 }

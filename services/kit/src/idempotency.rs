@@ -106,7 +106,7 @@ pub async fn run_purger(
         }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {},
-            _ = shutdown.changed() => {},
+            changed = shutdown.changed() => if changed.is_err() { break },
         }
     }
 }

@@ -10,7 +10,7 @@ use std::{
 use futures_util::future::{BoxFuture, FutureExt};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tower::{Layer, Service, ServiceBuilder};
@@ -120,6 +120,23 @@ pub async fn serve(
         .layer(stack)
         .serve_with_incoming_shutdown(routes, incoming, shutdown)
         .await
+}
+
+/// A stop signal for a component's background tasks: set when `outer` is
+/// (or its sender goes away), and by the component itself when its server
+/// ends early, so that a failed server never leaves tasks running.
+pub fn linked_stop(outer: &watch::Receiver<bool>) -> (watch::Sender<bool>, watch::Receiver<bool>) {
+    let (stop, stopped) = watch::channel(false);
+    let mut outer = outer.clone();
+    let forward = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = outer.wait_for(|s| *s) => {},
+            _ = forward.closed() => return,
+        }
+        let _ = forward.send(true);
+    });
+    (stop, stopped)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -177,8 +177,8 @@ async fn audit_app(
 
 /// A component serving until the shared stop signal.
 enum App {
-    Accounts(accounts::Application),
-    Audit(audit::Application),
+    Accounts(Box<accounts::Application>),
+    Audit(Box<audit::Application>),
 }
 
 impl App {
@@ -227,7 +227,7 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     println!("accounts       {}", accounts.local_addr());
     println!("audit          {}", audit.local_addr());
     println!("steward is up; Ctrl-C to stop");
-    run_until_signal(vec![App::Accounts(accounts), App::Audit(audit)]).await
+    run_until_signal(vec![App::Accounts(Box::new(accounts)), App::Audit(Box::new(audit))]).await
 }
 
 pub async fn serve(config: Config, component: Component) -> anyhow::Result<()> {
@@ -241,12 +241,12 @@ pub async fn serve(config: Config, component: Component) -> anyhow::Result<()> {
             if config.outbox.audit_endpoint.is_none() {
                 tracing::warn!("outbox.audit_endpoint is not set: audit events wait in the outbox");
             }
-            run_until_signal(vec![App::Accounts(app)]).await
+            run_until_signal(vec![App::Accounts(Box::new(app))]).await
         }
         Component::Audit => {
             let app = audit_app(&config, &database.url, &signer).await?;
             tracing::info!(addr = %app.local_addr(), "audit serving");
-            run_until_signal(vec![App::Audit(app)]).await
+            run_until_signal(vec![App::Audit(Box::new(app))]).await
         }
         other => Err(not_yet(other)),
     }

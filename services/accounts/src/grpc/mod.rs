@@ -11,7 +11,7 @@ use diesel_async::AsyncConnection;
 use prost::Message;
 use steward_kit::{
     FieldViolations, RequestContext,
-    auth::Caller,
+    auth::{Caller, Grant},
     db::{Pool, PooledConnection},
     idempotency::{self, Claim, IdempotencyError},
     outbox::{self, AuditRecord},
@@ -127,16 +127,22 @@ fn record<T>(
 
 /// Claims the request's idempotency key inside the transaction; `Some`
 /// holds the first execution's response to replay.
+/// Keys are scoped to the method and the caller: two callers never see
+/// each other's responses, however they choose keys.
+fn scope(method: &str, caller: &Caller) -> String {
+    format!("{method}:{}", caller.user_id)
+}
+
 async fn replayed<M: Message + Default>(
     conn: &mut diesel_async::AsyncPgConnection,
-    method: &str,
+    scope: &str,
     key: &str,
     fingerprint: &[u8],
 ) -> Result<Option<M>, Error> {
     if key.is_empty() {
         return Ok(None);
     }
-    match idempotency::claim(conn, method, key, fingerprint).await {
+    match idempotency::claim(conn, scope, key, fingerprint).await {
         Ok(Claim::New) => Ok(None),
         Ok(Claim::Replay(bytes)) => M::decode(bytes.as_slice())
             .map(Some)
@@ -152,12 +158,12 @@ async fn replayed<M: Message + Default>(
 
 async fn remember<M: Message>(
     conn: &mut diesel_async::AsyncPgConnection,
-    method: &str,
+    scope: &str,
     key: &str,
     response: &M,
 ) -> Result<(), Error> {
     if !key.is_empty() {
-        idempotency::complete(conn, method, key, response).await?;
+        idempotency::complete(conn, scope, key, response).await?;
     }
     Ok(())
 }
@@ -191,6 +197,13 @@ fn ensure_live(user: &User) -> Result<(), Error> {
         UserStatus::Destroyed => Err(Error::precondition("USER_DESTROYED", "user is destroyed")),
         _ => Ok(()),
     }
+}
+
+fn group_exists(name: &str) -> Error {
+    Error::Refused(
+        Code::AlreadyExists,
+        Refusal::new("GROUP_EXISTS", format!("group {name} exists")),
+    )
 }
 
 fn success(user: &User) -> pb::UserResult {
@@ -246,7 +259,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
-        let (_, _, record) = record(&request, "user.created", "")?;
+        let (caller, _, record) = record(&request, "user.created", "")?;
         let r = request.into_inner();
         let result = async {
             let mut v = FieldViolations::new();
@@ -267,6 +280,18 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let mut roles = convert::roles_from("roles", &r.roles, &mut v);
             if roles.is_empty() {
                 roles.push(domain::Role::User);
+            }
+            // Granting power is SetRoles' business: only an administrator
+            // may create anything but a plain user.
+            let grants_power = roles.iter().any(|r| *r != domain::Role::User);
+            if grants_power && caller.grant != Grant::Role(domain::Role::UserAdmin) {
+                return Err(Error::Refused(
+                    Code::PermissionDenied,
+                    Refusal::new(
+                        "ROLE_GRANT_REQUIRES_ADMIN",
+                        "only a USER_ADMIN may create users with roles beyond USER",
+                    ),
+                ));
             }
             let status = match pb::UserStatus::try_from(r.initial_status) {
                 Ok(pb::UserStatus::Unspecified | pb::UserStatus::Active) => UserStatus::Active,
@@ -304,8 +329,13 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             });
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) =
-                    replayed(conn, "CreateUser", &r.request_id, &fingerprint).await?
+                if let Some(previous) = replayed(
+                    conn,
+                    &scope("CreateUser", &caller),
+                    &r.request_id,
+                    &fingerprint,
+                )
+                .await?
                 {
                     return Ok(previous);
                 }
@@ -313,7 +343,13 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                 let response = pb::CreateUserResponse {
                     user: Some(convert::user(&user)),
                 };
-                remember(conn, "CreateUser", &r.request_id, &response).await?;
+                remember(
+                    conn,
+                    &scope("CreateUser", &caller),
+                    &r.request_id,
+                    &response,
+                )
+                .await?;
                 Ok(response)
             })
             .await
@@ -437,7 +473,13 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             status,
             ..Filter::default()
         };
-        match Uuid::parse_str(query) {
+        // Only the hyphenated form is an id: 32 hex digits may be an
+        // (erased) email digest.
+        match Uuid::try_parse(query)
+            .ok()
+            .filter(|_| query.len() == 36)
+            .ok_or(())
+        {
             Ok(id) => filter.id = Some(id),
             Err(_) if !query.is_empty() => filter.email_contains = Some(query.to_lowercase()),
             Err(_) => {}
@@ -476,7 +518,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         &self,
         request: Request<pb::BatchChangeStatusRequest>,
     ) -> Result<Response<pb::BatchChangeStatusResponse>, Status> {
-        let (_, _, record) = record(&request, "user.status.changed", "")?;
+        let (caller, _, record) = record(&request, "user.status.changed", "")?;
         let r = request.into_inner();
         let result = async {
             let mut v = FieldViolations::new();
@@ -492,8 +534,13 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let fingerprint = idempotency::fingerprint(&r);
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) =
-                    replayed(conn, "BatchChangeStatus", &r.request_id, &fingerprint).await?
+                if let Some(previous) = replayed(
+                    conn,
+                    &scope("BatchChangeStatus", &caller),
+                    &r.request_id,
+                    &fingerprint,
+                )
+                .await?
                 {
                     return Ok(previous);
                 }
@@ -546,7 +593,13 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                     }
                 }
                 let response = pb::BatchChangeStatusResponse { results };
-                remember(conn, "BatchChangeStatus", &r.request_id, &response).await?;
+                remember(
+                    conn,
+                    &scope("BatchChangeStatus", &caller),
+                    &r.request_id,
+                    &response,
+                )
+                .await?;
                 Ok(response)
             })
             .await
@@ -559,7 +612,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         &self,
         request: Request<pb::BatchChangeGroupRequest>,
     ) -> Result<Response<pb::BatchChangeGroupResponse>, Status> {
-        let (_, _, record) = record(&request, "user.group.changed", "")?;
+        let (caller, _, record) = record(&request, "user.group.changed", "")?;
         let r = request.into_inner();
         let result = async {
             let mut v = FieldViolations::new();
@@ -576,8 +629,13 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let fingerprint = idempotency::fingerprint(&r);
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) =
-                    replayed(conn, "BatchChangeGroup", &r.request_id, &fingerprint).await?
+                if let Some(previous) = replayed(
+                    conn,
+                    &scope("BatchChangeGroup", &caller),
+                    &r.request_id,
+                    &fingerprint,
+                )
+                .await?
                 {
                     return Ok(previous);
                 }
@@ -648,7 +706,13 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                     results.push(success(&updated));
                 }
                 let response = pb::BatchChangeGroupResponse { results };
-                remember(conn, "BatchChangeGroup", &r.request_id, &response).await?;
+                remember(
+                    conn,
+                    &scope("BatchChangeGroup", &caller),
+                    &r.request_id,
+                    &response,
+                )
+                .await?;
                 Ok(response)
             })
             .await
@@ -661,7 +725,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         &self,
         request: Request<pb::ChangeEmailRequest>,
     ) -> Result<Response<pb::ChangeEmailResponse>, Status> {
-        let (_, _, record) = record(&request, "user.email.changed", "")?;
+        let (caller, _, record) = record(&request, "user.email.changed", "")?;
         let r = request.into_inner();
         let record = record.subject(&r.user_id);
         let result = async {
@@ -675,8 +739,13 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let fingerprint = idempotency::fingerprint(&r);
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) =
-                    replayed(conn, "ChangeEmail", &r.request_id, &fingerprint).await?
+                if let Some(previous) = replayed(
+                    conn,
+                    &scope("ChangeEmail", &caller),
+                    &r.request_id,
+                    &fingerprint,
+                )
+                .await?
                 {
                     return Ok(previous);
                 }
@@ -697,7 +766,8 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                         ..UserChanges::default()
                     },
                 )
-                .await?;
+                .await
+                .map_err(commands::email_taken_on_conflict)?;
                 record
                     .clone()
                     .comment("old_email", user.email.clone())
@@ -721,7 +791,13 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                 let response = pb::ChangeEmailResponse {
                     user: Some(convert::user(&updated)),
                 };
-                remember(conn, "ChangeEmail", &r.request_id, &response).await?;
+                remember(
+                    conn,
+                    &scope("ChangeEmail", &caller),
+                    &r.request_id,
+                    &response,
+                )
+                .await?;
                 Ok(response)
             })
             .await
@@ -817,7 +893,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         &self,
         request: Request<pb::BatchDeletePersonalDataRequest>,
     ) -> Result<Response<pb::BatchDeletePersonalDataResponse>, Status> {
-        let (_, _, record) = record(&request, "user.personal_data.deleted", "")?;
+        let (caller, _, record) = record(&request, "user.personal_data.deleted", "")?;
         let r = request.into_inner();
         let result = async {
             let mut v = FieldViolations::new();
@@ -827,8 +903,13 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let fingerprint = idempotency::fingerprint(&r);
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) =
-                    replayed(conn, "BatchDeletePersonalData", &r.request_id, &fingerprint).await?
+                if let Some(previous) = replayed(
+                    conn,
+                    &scope("BatchDeletePersonalData", &caller),
+                    &r.request_id,
+                    &fingerprint,
+                )
+                .await?
                 {
                     return Ok(previous);
                 }
@@ -869,7 +950,13 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                     }
                 }
                 let response = pb::BatchDeletePersonalDataResponse { results };
-                remember(conn, "BatchDeletePersonalData", &r.request_id, &response).await?;
+                remember(
+                    conn,
+                    &scope("BatchDeletePersonalData", &caller),
+                    &r.request_id,
+                    &response,
+                )
+                .await?;
                 Ok(response)
             })
             .await
@@ -1014,12 +1101,15 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
                 if groups::exists(conn, &r.name).await? {
-                    return Err(Error::Refused(
-                        Code::AlreadyExists,
-                        Refusal::new("GROUP_EXISTS", format!("group {} exists", r.name)),
-                    ));
+                    return Err(group_exists(&r.name));
                 }
-                let group = groups::insert(conn, &r.name, &display).await?;
+                let group = groups::insert(conn, &r.name, &display).await.map_err(|e| {
+                    if crate::store::is_unique_violation(&e, "groups_pkey") {
+                        group_exists(&r.name)
+                    } else {
+                        e.into()
+                    }
+                })?;
                 record
                     .clone()
                     .comment("group", group.name.clone())

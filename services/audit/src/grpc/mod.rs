@@ -377,7 +377,9 @@ impl pb::audit_service_server::AuditService for AuditApi {
             Ok(pb::ExportFormat::Csv) => pb::ExportFormat::Csv,
             Ok(_) => pb::ExportFormat::Xlsx,
             Err(_) => {
-                return Err(Error::from(FieldViolations::single("format", "unknown format")).into());
+                return Err(
+                    Error::from(FieldViolations::single("format", "unknown format")).into(),
+                );
             }
         };
         let (file_name, content_type) = match format {

@@ -18,10 +18,23 @@ use crate::auth::{Claims, Role, TokenSigner};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    #[error("payload does not decode: {0}")]
-    Payload(String),
-    #[error("destination refused or unreachable: {0}")]
-    Rpc(String),
+    /// The content itself is refused (bad payload, INVALID_ARGUMENT): a
+    /// retry of the same rows cannot succeed.
+    #[error("destination rejected the content: {0}")]
+    Rejected(String),
+    /// Unreachable, overloaded, refused for now: retry later.
+    #[error("destination unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl DeliveryError {
+    fn from_status(status: tonic::Status) -> Self {
+        let text = format!("{:?}: {}", status.code(), status.message());
+        match status.code() {
+            tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => Self::Rejected(text),
+            _ => Self::Unavailable(text),
+        }
+    }
 }
 
 /// A receiver of outbox messages. Must be idempotent per event id: the relay
@@ -57,7 +70,7 @@ impl ServiceCredentials {
 
 fn channel(endpoint: &str) -> Result<Channel, DeliveryError> {
     Ok(Endpoint::from_shared(endpoint.to_owned())
-        .map_err(|e| DeliveryError::Rpc(e.to_string()))?
+        .map_err(|e| DeliveryError::Unavailable(e.to_string()))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .connect_lazy())
@@ -66,7 +79,10 @@ fn channel(endpoint: &str) -> Result<Channel, DeliveryError> {
 fn decode_all<M: Message + Default>(payloads: Vec<Vec<u8>>) -> Result<Vec<M>, DeliveryError> {
     payloads
         .into_iter()
-        .map(|p| M::decode(p.as_slice()).map_err(|e| DeliveryError::Payload(e.to_string())))
+        .map(|p| {
+            M::decode(p.as_slice())
+                .map_err(|e| DeliveryError::Rejected(format!("payload does not decode: {e}")))
+        })
         .collect()
 }
 
@@ -97,7 +113,7 @@ impl Destination for AuditIngestDestination {
             .ingest_events(self.credentials.authorize(IngestEventsRequest { events }))
             .await
             .map(|_| ())
-            .map_err(|s| DeliveryError::Rpc(format!("{:?}: {}", s.code(), s.message())))
+            .map_err(DeliveryError::from_status)
     }
 }
 
@@ -131,6 +147,6 @@ impl Destination for NotificationDestination {
             )
             .await
             .map(|_| ())
-            .map_err(|s| DeliveryError::Rpc(format!("{:?}: {}", s.code(), s.message())))
+            .map_err(DeliveryError::from_status)
     }
 }

@@ -2,13 +2,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use diesel::prelude::*;
+use diesel::{QueryResult, prelude::*};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::{Destination, NOTIFY_CHANNEL};
+use super::{DeliveryError, Destination, NOTIFY_CHANNEL};
 use crate::{db::Pool, schema::outbox::dsl as o};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -22,6 +22,9 @@ pub struct RelayConfig {
     pub min_backoff: Duration,
     #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
+    /// Rows that failed this often are parked: left in the table with their
+    /// last error for an operator, no longer retried or blocking others.
+    pub max_attempts: i32,
 }
 
 impl Default for RelayConfig {
@@ -31,6 +34,7 @@ impl Default for RelayConfig {
             poll_interval: Duration::from_secs(5),
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(60),
+            max_attempts: 50,
         }
     }
 }
@@ -80,11 +84,15 @@ impl Relay {
         }
     }
 
-    /// Runs until `shutdown` turns true, then finishes the batch in hand.
+    /// Runs until `shutdown` turns true (or its sender is gone), then makes
+    /// a last bounded attempt to flush what is waiting.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut failures = 0u32;
         let mut listener: Option<AsyncPgConnection> = None;
-        while !*shutdown.borrow() {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
             if listener.is_none() {
                 listener = self.listen().await;
             }
@@ -106,23 +114,36 @@ impl Relay {
                     backoff(&self.config, failures)
                 }
             };
+            // While backing off, new rows do not cut the wait short: the
+            // destination is down for them too.
+            let backing_off = failures > 0;
             let notified = async {
                 match listener.as_mut() {
-                    Some(conn) => {
+                    Some(conn) if !backing_off => {
                         let mut stream = std::pin::pin!(conn.notifications_stream());
-                        let next = stream.next().await;
-                        matches!(next, Some(Ok(_)))
+                        matches!(stream.next().await, Some(Ok(_)))
                     }
-                    None => std::future::pending().await,
+                    _ => std::future::pending().await,
                 }
             };
             tokio::select! {
                 alive = notified => if !alive { listener = None; },
                 _ = tokio::time::sleep(wait) => {},
-                _ = shutdown.changed() => {},
+                changed = shutdown.changed() => if changed.is_err() { break },
             }
         }
+        self.flush().await;
         tracing::debug!(destination = %self.name, "outbox relay stopped");
+    }
+
+    /// Shutdown: deliver what is due, a few batches at most, without retries.
+    async fn flush(&self) {
+        for _ in 0..10 {
+            match self.drain_once().await {
+                Ok(Drained::Delivered(n)) if n as i64 == self.config.batch_size => continue,
+                _ => return,
+            }
+        }
     }
 
     async fn listen(&self) -> Option<AsyncPgConnection> {
@@ -152,6 +173,7 @@ impl Relay {
                 let rows: Vec<(i64, Vec<u8>, i32)> = o::outbox
                     .filter(o::destination.eq(&name))
                     .filter(o::next_attempt_at.le(diesel::dsl::now))
+                    .filter(o::attempts.lt(config.max_attempts))
                     .order(o::id)
                     .limit(config.batch_size)
                     .select((o::id, o::payload, o::attempts))
@@ -164,28 +186,39 @@ impl Relay {
                 }
                 let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
                 let attempts = rows.iter().map(|r| r.2).max().unwrap_or(0) as u32;
-                let payloads = rows.into_iter().map(|r| r.1).collect();
+                let payloads: Vec<Vec<u8>> = rows.iter().map(|r| r.1.clone()).collect();
                 match destination.deliver(payloads).await {
                     Ok(()) => {
-                        diesel::delete(o::outbox.filter(o::id.eq_any(&ids)))
-                            .execute(conn)
-                            .await?;
+                        delete(conn, &ids).await?;
                         tracing::debug!(destination = %name, count = ids.len(), "outbox batch delivered");
                         Ok(Drained::Delivered(ids.len()))
                     }
+                    Err(DeliveryError::Rejected(why)) => {
+                        // Some row's content is refused: find it, deliver the
+                        // rest, park the refused ones.
+                        tracing::warn!(destination = %name, error = %why, "outbox batch rejected; delivering one by one");
+                        let mut delivered = 0;
+                        for (id, payload, _) in rows {
+                            match destination.deliver(vec![payload]).await {
+                                Ok(()) => {
+                                    delete(conn, &[id]).await?;
+                                    delivered += 1;
+                                }
+                                Err(DeliveryError::Rejected(why)) => {
+                                    tracing::error!(destination = %name, outbox_id = id, error = %why, "outbox row rejected; parked");
+                                    park(conn, id, config.max_attempts, &why).await?;
+                                }
+                                Err(err) => {
+                                    reschedule(conn, &[id], &config, attempts, &err.to_string()).await?;
+                                    return Ok(Drained::Failed);
+                                }
+                            }
+                        }
+                        Ok(Drained::Delivered(delivered))
+                    }
                     Err(err) => {
-                        let delay = backoff(&config, attempts + 1);
-                        tracing::warn!(destination = %name, error = %err, retry_in = ?delay, "outbox delivery failed");
-                        let retry_at = chrono::Utc::now()
-                            + chrono::Duration::from_std(delay).unwrap_or_default();
-                        diesel::update(o::outbox.filter(o::id.eq_any(&ids)))
-                            .set((
-                                o::attempts.eq(o::attempts + 1),
-                                o::next_attempt_at.eq(retry_at),
-                                o::last_error.eq(err.to_string()),
-                            ))
-                            .execute(conn)
-                            .await?;
+                        tracing::warn!(destination = %name, error = %err, "outbox delivery failed");
+                        reschedule(conn, &ids, &config, attempts, &err.to_string()).await?;
                         Ok(Drained::Failed)
                     }
                 }
@@ -193,6 +226,47 @@ impl Relay {
             .await?;
         Ok(drained)
     }
+}
+
+async fn delete(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<()> {
+    diesel::delete(o::outbox.filter(o::id.eq_any(ids)))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+async fn reschedule(
+    conn: &mut AsyncPgConnection,
+    ids: &[i64],
+    config: &RelayConfig,
+    attempts: u32,
+    error: &str,
+) -> QueryResult<()> {
+    let delay = backoff(config, attempts + 1);
+    let retry_at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+    diesel::update(o::outbox.filter(o::id.eq_any(ids)))
+        .set((
+            o::attempts.eq(o::attempts + 1),
+            o::next_attempt_at.eq(retry_at),
+            o::last_error.eq(error),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Keeps a refused row for an operator but stops retrying it.
+async fn park(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    max_attempts: i32,
+    error: &str,
+) -> QueryResult<()> {
+    diesel::update(o::outbox.find(id))
+        .set((o::attempts.eq(max_attempts), o::last_error.eq(error)))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]
