@@ -385,5 +385,7 @@ struct Payload {
 /// Runs raw SQL in the accounts schema of the test database.
 pub async fn exec(app: &TestApp, sql: &str) {
     use diesel_async::SimpleAsyncConnection;
-    app.db.accounts().await.batch_execute(sql).await.expect(sql);
+    if let Err(err) = app.db.accounts().await.batch_execute(sql).await {
+        panic!("{err}\n{sql}");
+    }
 }

@@ -227,7 +227,11 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     println!("accounts       {}", accounts.local_addr());
     println!("audit          {}", audit.local_addr());
     println!("steward is up; Ctrl-C to stop");
-    run_until_signal(vec![App::Accounts(Box::new(accounts)), App::Audit(Box::new(audit))]).await
+    run_until_signal(vec![
+        App::Accounts(Box::new(accounts)),
+        App::Audit(Box::new(audit)),
+    ])
+    .await
 }
 
 pub async fn serve(config: Config, component: Component) -> anyhow::Result<()> {

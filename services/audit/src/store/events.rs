@@ -330,8 +330,12 @@ pub async fn list(
     if let Some(result) = filter.result {
         q = q.filter(e::result.eq(result));
     }
-    if !filter.actions.is_empty() {
-        q = q.filter(e::action.eq_any(filter.actions.clone()));
+    // One action is an equality, so the (action, time) index also yields
+    // the order; several need a merge.
+    match filter.actions.as_slice() {
+        [] => {}
+        [one] => q = q.filter(e::action.eq(one.clone())),
+        many => q = q.filter(e::action.eq_any(many.to_vec())),
     }
     q = q.filter(
         e::occurred_at
