@@ -38,6 +38,9 @@ fn event(i: usize, now: chrono::DateTime<Utc>) -> pb::AuditEvent {
     }
 }
 
+/// Builds the i-th call's filter of a scenario.
+type FilterFor = Box<dyn Fn(usize) -> pb::EventFilter>;
+
 fn pct(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -219,7 +222,7 @@ async fn main() {
 
     println!("\n== ListEvents, page of 50, default 30-day window (200 calls each)");
     let mut audit = app.audit();
-    let scenarios: Vec<(&str, Box<dyn Fn(usize) -> pb::EventFilter>)> = vec![
+    let scenarios: Vec<(&str, FilterFor)> = vec![
         (
             "subject user (user history)",
             Box::new(|i| pb::EventFilter {

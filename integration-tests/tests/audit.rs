@@ -995,3 +995,67 @@ async fn retention_drops_and_trims_and_the_chain_still_verifies() {
     assert!(v.ok, "{v:?}");
     assert!(reason(&tonic::Status::ok("")).is_empty());
 }
+
+#[tokio::test]
+async fn every_audit_action_accounts_declares_is_in_the_catalog() {
+    let app = spawn().await;
+    let products = app
+        .audit()
+        .list_action_types(pb::ListActionTypesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .products;
+    let accounts: Vec<_> = products
+        .iter()
+        .find(|p| p.product == "accounts")
+        .unwrap()
+        .action_types
+        .iter()
+        .map(|a| a.action.clone())
+        .collect();
+    let policies =
+        steward_kit::auth::PolicyTable::from_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET)
+            .unwrap();
+    let service = "/steward.accounts.v1.AccountsService/";
+    let declared: Vec<String> = [
+        "CreateUser",
+        "UpdateUser",
+        "BatchChangeGroup",
+        "ChangeEmail",
+        "SetRoles",
+        "SetNotes",
+        "BatchDeletePersonalData",
+        "UpdateSettings",
+        "CreateGroup",
+        "CreateCollaboration",
+        "AcceptCollaboration",
+        "RevokeCollaboration",
+    ]
+    .iter()
+    .map(|m| {
+        policies
+            .get(&format!("{service}{m}"))
+            .unwrap()
+            .audit_action
+            .clone()
+    })
+    .chain(
+        [
+            "activated",
+            "suspended",
+            "deactivated",
+            "destroyed",
+            "changed",
+        ]
+        .iter()
+        .map(|s| format!("user.status.{s}")),
+    )
+    .collect();
+    for action in declared {
+        assert!(
+            accounts.contains(&action),
+            "{action} missing from the catalog"
+        );
+    }
+}

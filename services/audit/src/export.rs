@@ -147,19 +147,28 @@ pub async fn xlsx(pool: Pool, filter: Filter, chunks: mpsc::Sender<Vec<u8>>) -> 
         use rust_xlsxwriter::{Format, Workbook};
         let fail = |e: rust_xlsxwriter::XlsxError| Error::Internal(format!("xlsx: {e}"));
         let mut workbook = Workbook::new();
-        let sheet = workbook
+        let bold = Format::new().set_bold();
+        // A worksheet holds at most 1,048,576 rows: continue on another.
+        let mut sheets = 1;
+        let mut sheet = workbook
             .add_worksheet_with_constant_memory()
             .map_err(fail)?;
-        sheet.set_name("Audit log").map_err(fail)?;
-        let bold = Format::new().set_bold();
-        for (c, h) in HEADERS.iter().enumerate() {
-            sheet
-                .write_string_with_format(0, c as u16, *h, &bold)
-                .map_err(fail)?;
-        }
+        sheet.set_name(SHEET).map_err(fail)?;
+        write_headers(sheet, &bold).map_err(fail)?;
         let mut r = 1u32;
         while let Some(rows) = rx.blocking_recv() {
             for fields in rows {
+                if r == XLSX_MAX_ROWS {
+                    sheets += 1;
+                    sheet = workbook
+                        .add_worksheet_with_constant_memory()
+                        .map_err(fail)?;
+                    sheet
+                        .set_name(format!("{SHEET} ({sheets})"))
+                        .map_err(fail)?;
+                    write_headers(sheet, &bold).map_err(fail)?;
+                    r = 1;
+                }
                 for (c, value) in fields.iter().enumerate() {
                     if !value.is_empty() {
                         sheet.write_string(r, c as u16, value).map_err(fail)?;
@@ -180,6 +189,19 @@ pub async fn xlsx(pool: Pool, filter: Filter, chunks: mpsc::Sender<Vec<u8>>) -> 
         .map_err(|e| Error::Internal(e.to_string()))??;
     stream_file(file, chunks).await?;
     Ok(total)
+}
+
+const SHEET: &str = "Audit log";
+const XLSX_MAX_ROWS: u32 = 1_048_576;
+
+fn write_headers(
+    sheet: &mut rust_xlsxwriter::Worksheet,
+    bold: &rust_xlsxwriter::Format,
+) -> Result<(), rust_xlsxwriter::XlsxError> {
+    for (c, h) in HEADERS.iter().enumerate() {
+        sheet.write_string_with_format(0, c as u16, *h, bold)?;
+    }
+    Ok(())
 }
 
 fn tempfile() -> Result<std::fs::File, Error> {
