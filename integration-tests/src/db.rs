@@ -57,6 +57,7 @@ fn migrations_digest() -> String {
         "services/kit/migrations",
         "services/accounts/migrations",
         "services/audit/migrations",
+        "services/billing/migrations",
     ] {
         collect(&workspace().join(service), &mut files);
     }
@@ -109,6 +110,7 @@ async fn template() -> &'static str {
                 for (schema, migrations) in [
                     (steward_accounts::SCHEMA, steward_accounts::MIGRATIONS),
                     (steward_audit::SCHEMA, steward_audit::MIGRATIONS),
+                    (steward_billing::SCHEMA, steward_billing::MIGRATIONS),
                 ] {
                     steward_kit::db::migrate(&url, schema, migrations)
                         .await

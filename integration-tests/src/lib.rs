@@ -29,6 +29,9 @@ pub type AccountsClient =
 pub type AuditClient = steward_proto::audit::audit_service_client::AuditServiceClient<
     InterceptedService<Channel, Bearer>,
 >;
+pub type BillingClient = steward_proto::billing::billing_service_client::BillingServiceClient<
+    InterceptedService<Channel, Bearer>,
+>;
 pub type IngestClient = steward_proto::audit::audit_ingest_service_client::AuditIngestServiceClient<
     InterceptedService<Channel, Bearer>,
 >;
@@ -68,6 +71,8 @@ pub struct Options {
     /// [`TestApp::start_audit`]).
     pub audit_listen: Option<std::net::SocketAddr>,
     pub retention_interval: Option<Duration>,
+    /// Also run billing (same database) with this configuration.
+    pub billing: Option<steward_billing::BillingConfig>,
 }
 
 pub struct TestApp {
@@ -76,6 +81,7 @@ pub struct TestApp {
     pub endpoint: String,
     channel: Channel,
     audit_channel: Option<Channel>,
+    billing_channel: Option<Channel>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -154,6 +160,34 @@ impl TestApp {
             );
             audit_endpoint = Some(endpoint);
         }
+        let mut billing_channel = None;
+        if let Some(config) = options.billing.clone() {
+            let app = steward_billing::Application::build(steward_billing::Deps {
+                pool: pool(&db, steward_billing::SCHEMA).await,
+                database_url: db.url.clone(),
+                security: security(&signer),
+                page_tokens: PageTokens::new(rand_key()),
+                signer: Some(signer.clone()),
+                server: ServerConfig::default(),
+                outbox: OutboxConfig {
+                    audit_endpoint: audit_endpoint.clone(),
+                    ..OutboxConfig::default()
+                },
+                config: steward_billing::BillingConfig {
+                    listen: "127.0.0.1:0".parse().unwrap(),
+                    ..config
+                },
+            })
+            .await
+            .expect("bind billing");
+            let endpoint = format!("http://{}", app.local_addr());
+            let stopped = stopped.clone();
+            tasks.push(tokio::spawn(async move {
+                app.run_until_stopped(stopped).await.expect("billing runs");
+            }));
+            wait_for_port(&endpoint).await;
+            billing_channel = Some(Channel::from_shared(endpoint).unwrap().connect_lazy());
+        }
         let app = steward_accounts::Application::build(steward_accounts::Deps {
             pool: pool(&db, steward_accounts::SCHEMA).await,
             database_url: db.url.clone(),
@@ -195,6 +229,7 @@ impl TestApp {
             endpoint,
             channel,
             audit_channel,
+            billing_channel,
             stop,
             tasks,
         }
@@ -217,6 +252,18 @@ impl TestApp {
             Bearer(token),
         )
         .max_decoding_message_size(64 * 1024 * 1024)
+    }
+
+    /// A billing client with a USER_ADMIN token.
+    pub fn billing(&self) -> BillingClient {
+        self.billing_as(Some(self.token(ADMIN_ID, &[Role::UserAdmin])))
+    }
+
+    pub fn billing_as(&self, token: Option<String>) -> BillingClient {
+        steward_proto::billing::billing_service_client::BillingServiceClient::with_interceptor(
+            self.billing_channel.clone().expect("spawned with billing"),
+            Bearer(token),
+        )
     }
 
     pub fn audit_channel_for_tests(&self) -> Channel {
@@ -352,10 +399,21 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Outbox rows for `destination`, decoded.
+/// Accounts' outbox rows for `destination`, decoded.
 pub async fn outbox<M: prost::Message + Default>(app: &TestApp, destination: &str) -> Vec<M> {
+    outbox_in(app, steward_accounts::SCHEMA, destination).await
+}
+
+/// A service schema's outbox rows for `destination`, decoded.
+pub async fn outbox_in<M: prost::Message + Default>(
+    app: &TestApp,
+    schema: &str,
+    destination: &str,
+) -> Vec<M> {
     use diesel_async::RunQueryDsl;
-    let mut conn = app.db.accounts().await;
+    let mut conn = steward_kit::db::connect(&app.db.url, schema)
+        .await
+        .expect("connect to test database");
     let payloads: Vec<Vec<u8>> =
         diesel::sql_query("SELECT payload FROM outbox WHERE destination = $1 ORDER BY id")
             .bind::<diesel::sql_types::Text, _>(destination)

@@ -12,16 +12,14 @@ pub mod error;
 pub mod grpc;
 pub mod store;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use serde::{Deserialize, Serialize};
 use steward_kit::{
     auth::TokenSigner,
     db::Pool,
-    outbox::{
-        self, AuditIngestDestination, Destination, NotificationDestination, OutboxConfig, Relay,
-    },
+    outbox::{self, OutboxConfig},
     page::PageTokens,
     server::{self, Security, ServerConfig},
 };
@@ -84,45 +82,6 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
-    fn relays(&self) -> Vec<Relay> {
-        let d = &self.deps;
-        let Some(signer) = &d.signer else {
-            return Vec::new();
-        };
-        let mut relays = Vec::new();
-        let mut add =
-            |name: &str, destination: Result<Arc<dyn Destination>, outbox::DeliveryError>| {
-                match destination {
-                    Ok(destination) => relays.push(Relay::new(
-                        d.pool.clone(),
-                        &d.database_url,
-                        SCHEMA,
-                        name,
-                        destination,
-                        d.outbox.relay.clone(),
-                    )),
-                    Err(error) => {
-                        tracing::error!(%error, destination = name, "outbox destination misconfigured; rows will wait")
-                    }
-                }
-            };
-        if let Some(endpoint) = &d.outbox.audit_endpoint {
-            add(
-                outbox::AUDIT,
-                AuditIngestDestination::new(endpoint, signer.clone(), SCHEMA)
-                    .map(|d| Arc::new(d) as _),
-            );
-        }
-        if let Some(endpoint) = &d.outbox.notifications_endpoint {
-            add(
-                outbox::NOTIFICATIONS,
-                NotificationDestination::new(endpoint, signer.clone(), SCHEMA)
-                    .map(|d| Arc::new(d) as _),
-            );
-        }
-        relays
-    }
-
     /// Serves until `shutdown` turns true; then drains calls in flight and
     /// lets the relays and the erasure job finish their current batch.
     pub async fn run_until_stopped(
@@ -131,7 +90,14 @@ impl Application {
     ) -> Result<(), tonic::transport::Error> {
         let (stop_tasks, tasks_stopped) = server::linked_stop(&shutdown);
         let mut tasks = tokio::task::JoinSet::new();
-        for relay in self.relays() {
+        let d = &self.deps;
+        for relay in outbox::relays(
+            &d.pool,
+            &d.database_url,
+            SCHEMA,
+            d.signer.as_ref(),
+            &d.outbox,
+        ) {
             tasks.spawn(relay.run(tasks_stopped.clone()));
         }
         tasks.spawn(steward_kit::idempotency::run_purger(

@@ -25,6 +25,9 @@ pub enum IdempotencyError {
     /// The key was used before for a different request.
     #[error("idempotency key reused with a different request")]
     Mismatch,
+    /// The stored response no longer decodes (a contract change).
+    #[error("stored response does not decode: {0}")]
+    Decode(String),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }
@@ -62,6 +65,38 @@ pub async fn claim(
         return Err(IdempotencyError::Mismatch);
     }
     Ok(Claim::Replay(response.unwrap_or_default()))
+}
+
+/// Claims `key` (no-op when empty); `Some` is the first execution's
+/// response, to return instead of executing again.
+pub async fn replay<M: Message + Default>(
+    conn: &mut AsyncPgConnection,
+    scope: &str,
+    key: &str,
+    fingerprint: &[u8],
+) -> Result<Option<M>, IdempotencyError> {
+    if key.is_empty() {
+        return Ok(None);
+    }
+    match claim(conn, scope, key, fingerprint).await? {
+        Claim::New => Ok(None),
+        Claim::Replay(bytes) => M::decode(bytes.as_slice())
+            .map(Some)
+            .map_err(|e| IdempotencyError::Decode(e.to_string())),
+    }
+}
+
+/// Stores the response of a claimed key (no-op when empty).
+pub async fn remember<M: Message>(
+    conn: &mut AsyncPgConnection,
+    scope: &str,
+    key: &str,
+    response: &M,
+) -> QueryResult<()> {
+    if key.is_empty() {
+        return Ok(());
+    }
+    complete(conn, scope, key, response).await
 }
 
 pub async fn complete<M: Message>(

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use steward_accounts::AccountsConfig;
 use steward_audit::AuditConfig;
+use steward_billing::BillingConfig;
 use steward_kit::{
     db::PoolConfig, outbox::OutboxConfig, server::ServerConfig, telemetry::LogFormat,
 };
@@ -37,6 +38,7 @@ pub struct Config {
     pub outbox: OutboxConfig,
     pub accounts: AccountsConfig,
     pub audit: AuditConfig,
+    pub billing: BillingConfig,
 }
 
 impl Config {

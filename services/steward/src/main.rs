@@ -121,7 +121,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { component } => runtime::serve(config, component).await,
         Command::Migrate { component } => {
             let components = match component {
-                MigrateTarget::All => vec![Component::Accounts, Component::Audit],
+                MigrateTarget::All => {
+                    vec![Component::Accounts, Component::Audit, Component::Billing]
+                }
                 MigrateTarget::Accounts => vec![Component::Accounts],
                 MigrateTarget::Billing => vec![Component::Billing],
                 MigrateTarget::Quotas => vec![Component::Quotas],

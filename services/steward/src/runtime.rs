@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use diesel_async::AsyncConnection;
 use steward_accounts as accounts;
 use steward_audit as audit;
+use steward_billing as billing;
 use steward_kit::{
     RequestContext,
     auth::{Caller, Claims, KeySet, PolicyTable, Role, TokenSigner, TokenVerifier},
@@ -127,6 +128,10 @@ pub async fn migrate(config: Config, components: &[Component]) -> anyhow::Result
                 db::migrate(url, audit::SCHEMA, audit::MIGRATIONS).await?;
                 println!("audit: migrated");
             }
+            Component::Billing => {
+                db::migrate(url, billing::SCHEMA, billing::MIGRATIONS).await?;
+                println!("billing: migrated");
+            }
             other => return Err(not_yet(*other)),
         }
     }
@@ -175,10 +180,33 @@ async fn audit_app(
     .with_context(|| format!("binding audit on {}", config.audit.listen))
 }
 
+/// Builds the billing server on `config.billing.listen`.
+async fn billing_app(
+    config: &Config,
+    url: &str,
+    signer: &TokenSigner,
+) -> anyhow::Result<billing::Application> {
+    db::migrate(url, billing::SCHEMA, billing::MIGRATIONS).await?;
+    let pool = db::pool(url, billing::SCHEMA, &config.pool).await?;
+    billing::Application::build(billing::Deps {
+        pool,
+        database_url: url.to_owned(),
+        security: security(config, signer)?,
+        page_tokens: PageTokens::derive(&signer.derived_secret("page-tokens")),
+        signer: Some(signer.clone()),
+        server: config.server.clone(),
+        outbox: config.outbox.clone(),
+        config: config.billing.clone(),
+    })
+    .await
+    .with_context(|| format!("binding billing on {}", config.billing.listen))
+}
+
 /// A component serving until the shared stop signal.
 enum App {
     Accounts(Box<accounts::Application>),
     Audit(Box<audit::Application>),
+    Billing(Box<billing::Application>),
 }
 
 impl App {
@@ -186,6 +214,7 @@ impl App {
         match self {
             App::Accounts(app) => app.run_until_stopped(stopped).await,
             App::Audit(app) => app.run_until_stopped(stopped).await,
+            App::Billing(app) => app.run_until_stopped(stopped).await,
         }
     }
 }
@@ -246,6 +275,11 @@ pub async fn serve(config: Config, component: Component) -> anyhow::Result<()> {
                 tracing::warn!("outbox.audit_endpoint is not set: audit events wait in the outbox");
             }
             run_until_signal(vec![App::Accounts(Box::new(app))]).await
+        }
+        Component::Billing => {
+            let app = billing_app(&config, &database.url, &signer).await?;
+            tracing::info!(addr = %app.local_addr(), "billing serving");
+            run_until_signal(vec![App::Billing(Box::new(app))]).await
         }
         Component::Audit => {
             let app = audit_app(&config, &database.url, &signer).await?;

@@ -13,7 +13,7 @@ use steward_kit::{
     FieldViolations, RequestContext,
     auth::{Caller, Grant},
     db::{Pool, PooledConnection},
-    idempotency::{self, Claim, IdempotencyError},
+    idempotency::{self, IdempotencyError},
     outbox::{self, AuditRecord},
     page::{self, PageTokens},
 };
@@ -95,18 +95,7 @@ impl AccountsApi {
             Ok(value) => Ok(Response::new(value)),
             Err(err) => {
                 if err.is_domain() {
-                    let record = record.failed(err.to_string());
-                    let written = match self.pool.get().await {
-                        Ok(mut conn) => record
-                            .write(&mut conn)
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    if let Err(error) = written {
-                        tracing::error!(%error, action = record.action_name(), "cannot audit a refused command");
-                    }
+                    outbox::record_refusal(&self.pool, record, err.to_string()).await;
                 }
                 Err(err.into())
             }
@@ -139,21 +128,15 @@ async fn replayed<M: Message + Default>(
     key: &str,
     fingerprint: &[u8],
 ) -> Result<Option<M>, Error> {
-    if key.is_empty() {
-        return Ok(None);
-    }
-    match idempotency::claim(conn, scope, key, fingerprint).await {
-        Ok(Claim::New) => Ok(None),
-        Ok(Claim::Replay(bytes)) => M::decode(bytes.as_slice())
-            .map(Some)
-            .map_err(|e| Error::Internal(format!("stored response: {e}"))),
-        Err(IdempotencyError::Mismatch) => Err(FieldViolations::single(
-            "request_id",
-            "already used for a different request",
-        )
-        .into()),
-        Err(IdempotencyError::Database(e)) => Err(e.into()),
-    }
+    idempotency::replay(conn, scope, key, fingerprint)
+        .await
+        .map_err(|e| match e {
+            IdempotencyError::Mismatch => {
+                FieldViolations::single("request_id", "already used for a different request").into()
+            }
+            IdempotencyError::Decode(e) => Error::Internal(format!("stored response: {e}")),
+            IdempotencyError::Database(e) => e.into(),
+        })
 }
 
 async fn remember<M: Message>(
@@ -162,10 +145,7 @@ async fn remember<M: Message>(
     key: &str,
     response: &M,
 ) -> Result<(), Error> {
-    if !key.is_empty() {
-        idempotency::complete(conn, scope, key, response).await?;
-    }
-    Ok(())
+    Ok(idempotency::remember(conn, scope, key, response).await?)
 }
 
 fn parse_id(field: &str, raw: &str) -> Result<Uuid, Error> {

@@ -136,3 +136,25 @@ impl AuditRecord {
         Ok(id)
     }
 }
+
+/// Audits a refused command as FAILURE in a transaction of its own (the
+/// command's was rolled back). Failing to write is logged, never raised:
+/// the caller still gets the refusal.
+pub async fn record_refusal(
+    pool: &crate::db::Pool,
+    record: AuditRecord,
+    message: impl Into<String>,
+) {
+    let record = record.failed(message);
+    let written = match pool.get().await {
+        Ok(mut conn) => record
+            .write(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(error) = written {
+        tracing::error!(%error, action = record.action_name(), "cannot audit a refused command");
+    }
+}

@@ -10,7 +10,7 @@ mod audit;
 mod destinations;
 mod relay;
 
-pub use audit::AuditRecord;
+pub use audit::{AuditRecord, record_refusal};
 pub use destinations::{
     AuditIngestDestination, DeliveryError, Destination, NotificationDestination,
 };
@@ -74,4 +74,50 @@ pub async fn pending(conn: &mut AsyncPgConnection, destination: &str) -> QueryRe
         .count()
         .get_result(conn)
         .await
+}
+
+/// The relays a service runs for its configured destinations. Without a
+/// signer (no credentials) or an endpoint, the rows of that destination wait.
+pub fn relays(
+    pool: &crate::db::Pool,
+    database_url: &str,
+    schema: &str,
+    signer: Option<&crate::auth::TokenSigner>,
+    config: &OutboxConfig,
+) -> Vec<Relay> {
+    let Some(signer) = signer else {
+        return Vec::new();
+    };
+    let mut relays = Vec::new();
+    let mut add =
+        |name: &str, destination: Result<std::sync::Arc<dyn Destination>, DeliveryError>| {
+            match destination {
+                Ok(destination) => relays.push(Relay::new(
+                    pool.clone(),
+                    database_url,
+                    schema,
+                    name,
+                    destination,
+                    config.relay.clone(),
+                )),
+                Err(error) => {
+                    tracing::error!(%error, destination = name, "outbox destination misconfigured; rows will wait")
+                }
+            }
+        };
+    if let Some(endpoint) = &config.audit_endpoint {
+        add(
+            AUDIT,
+            AuditIngestDestination::new(endpoint, signer.clone(), schema)
+                .map(|d| std::sync::Arc::new(d) as _),
+        );
+    }
+    if let Some(endpoint) = &config.notifications_endpoint {
+        add(
+            NOTIFICATIONS,
+            NotificationDestination::new(endpoint, signer.clone(), schema)
+                .map(|d| std::sync::Arc::new(d) as _),
+        );
+    }
+    relays
 }

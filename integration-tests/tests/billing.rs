@@ -1,0 +1,694 @@
+//! Billing through its gRPC API: money commands, idempotency, concurrency,
+//! usage charging, histories.
+
+use std::{collections::HashSet, sync::Arc};
+
+use chrono::{Duration, DurationRound, Utc};
+use steward_integration_tests::{Options, TestApp, outbox_in, reason, violated_fields};
+use steward_kit::auth::Role;
+use steward_proto::{audit::AuditEvent, billing as pb, common};
+use tonic::Code;
+
+fn dec(s: &str) -> Option<common::Decimal> {
+    Some(common::Decimal { value: s.into() })
+}
+
+fn val(d: &Option<common::Decimal>) -> String {
+    d.as_ref().map(|d| d.value.clone()).unwrap_or_default()
+}
+
+async fn spawn() -> TestApp {
+    TestApp::spawn_with(Options {
+        billing: Some(steward_billing::BillingConfig {
+            extra_bonus: vec![steward_billing::ExtraBonusRule {
+                min_amount: "100".parse().unwrap(),
+                percent: "10".parse().unwrap(),
+            }],
+            tariffs: steward_billing::Tariffs {
+                groups: [(
+                    "trial".to_string(),
+                    steward_billing::Prices {
+                        reserved_cloudlet_hour: "0".parse().unwrap(),
+                        dynamic_cloudlet_hour: "0".parse().unwrap(),
+                        storage_gb_hour: "0".parse().unwrap(),
+                        traffic_gb: "0".parse().unwrap(),
+                    },
+                )]
+                .into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        ..Options::default()
+    })
+    .await
+}
+
+fn refill(user: &str, key: &str, amount: &str, balance: pb::BalanceType) -> pb::RefillRequest {
+    pb::RefillRequest {
+        request_id: key.into(),
+        user_id: user.into(),
+        amount: dec(amount),
+        balance_type: balance as i32,
+        notes: "manual adjustment".into(),
+    }
+}
+
+fn withdraw(user: &str, key: &str, amount: &str, balance: pb::BalanceType) -> pb::WithdrawRequest {
+    pb::WithdrawRequest {
+        request_id: key.into(),
+        user_id: user.into(),
+        amount: dec(amount),
+        balance_type: balance as i32,
+        notes: "refund".into(),
+    }
+}
+
+async fn balance(app: &TestApp, user: &str) -> (String, String) {
+    let b = app
+        .billing()
+        .get_balance(pb::GetBalanceRequest {
+            user_id: user.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .balance
+        .unwrap();
+    (val(&b.main), val(&b.bonus))
+}
+
+#[tokio::test]
+async fn refill_withdraw_exactly_once_never_below_zero() {
+    let app = spawn().await;
+    let user = uuid::Uuid::now_v7().to_string();
+    let mut admin = app.billing();
+    assert_eq!(balance(&app, &user).await, ("0".into(), "0".into()));
+
+    let first = admin
+        .refill(refill(&user, "r1", "50.10", pb::BalanceType::Main))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.entries.len(), 1);
+    assert_eq!(first.entries[0].operation, pb::Operation::Funding as i32);
+    assert_eq!(val(&first.balance.as_ref().unwrap().main), "50.1");
+    // 0.1 + 0.2: exact.
+    admin
+        .refill(refill(&user, "r2", "0.1", pb::BalanceType::Main))
+        .await
+        .unwrap();
+    admin
+        .refill(refill(&user, "r3", "0.2", pb::BalanceType::Main))
+        .await
+        .unwrap();
+    assert_eq!(balance(&app, &user).await.0, "50.4");
+
+    // A retry returns the first result and changes nothing.
+    let again = admin
+        .refill(refill(&user, "r1", "50.10", pb::BalanceType::Main))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, first);
+    assert_eq!(balance(&app, &user).await.0, "50.4");
+    let err = admin
+        .refill(refill(&user, "r1", "99", pb::BalanceType::Main))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["request_id"]);
+
+    let w = admin
+        .withdraw(withdraw(&user, "w1", "20.4", pb::BalanceType::Main))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(val(&w.entry.as_ref().unwrap().amount), "-20.4");
+    assert_eq!(val(&w.balance.unwrap().main), "30");
+    let err = admin
+        .withdraw(withdraw(&user, "w2", "30.000001", pb::BalanceType::Main))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&err), "INSUFFICIENT_FUNDS");
+    assert_eq!(balance(&app, &user).await.0, "30");
+    // The refused key was not consumed: once funded, the same request works.
+    admin
+        .refill(refill(&user, "r4", "1", pb::BalanceType::Main))
+        .await
+        .unwrap();
+    admin
+        .withdraw(withdraw(&user, "w2", "30.000001", pb::BalanceType::Main))
+        .await
+        .unwrap();
+    assert_eq!(balance(&app, &user).await.0, "0.999999");
+
+    // Bonus balance.
+    admin
+        .refill(refill(&user, "b1", "5", pb::BalanceType::Bonus))
+        .await
+        .unwrap();
+    let err = admin
+        .withdraw(withdraw(&user, "b2", "6", pb::BalanceType::Bonus))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "INSUFFICIENT_FUNDS");
+    admin
+        .withdraw(withdraw(&user, "b3", "2", pb::BalanceType::Bonus))
+        .await
+        .unwrap();
+    assert_eq!(balance(&app, &user).await, ("0.999999".into(), "3".into()));
+
+    // Audited as ADMIN actions with amount and notes.
+    let events: Vec<AuditEvent> = outbox_in(&app, "billing", "audit").await;
+    let refills: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "billing.balance.refilled" && e.result == 1)
+        .collect();
+    assert_eq!(refills.len(), 5);
+    assert_eq!(refills[0].comments["amount"], "50.10");
+    assert_eq!(refills[0].comments["notes"], "manual adjustment");
+    assert_eq!(
+        refills[0].category,
+        steward_proto::audit::Category::Admin as i32
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "billing.balance.withdrawn" && e.result == 2),
+        "refusal audited"
+    );
+}
+
+#[tokio::test]
+async fn bad_money_input_is_refused() {
+    let app = spawn().await;
+    let mut admin = app.billing();
+    let user = uuid::Uuid::now_v7().to_string();
+    for (amount, why) in [
+        ("abc", "amount"),
+        ("0", "amount"),
+        ("-5", "amount"),
+        ("1.0000001", "amount"),
+        ("1e5", "amount"),
+    ] {
+        let err = admin
+            .refill(refill(&user, "k", amount, pb::BalanceType::Main))
+            .await
+            .unwrap_err();
+        assert_eq!(violated_fields(&err), [why], "{amount}");
+    }
+    let err = admin
+        .refill(pb::RefillRequest {
+            request_id: String::new(),
+            user_id: "x".into(),
+            amount: None,
+            balance_type: 0,
+            notes: "n".repeat(2000),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&err),
+        ["request_id", "notes", "user_id", "amount", "balance_type"]
+    );
+    assert_eq!(balance(&app, &user).await.0, "0");
+}
+
+#[tokio::test]
+async fn extra_and_registration_bonuses() {
+    let app = spawn().await;
+    let user = uuid::Uuid::now_v7().to_string();
+    let mut admin = app.billing();
+    let small = admin
+        .refill(refill(&user, "s", "99.99", pb::BalanceType::Main))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(small.entries.len(), 1);
+    let big = admin
+        .refill(refill(&user, "b", "250", pb::BalanceType::Main))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(big.entries.len(), 2);
+    assert_eq!(big.entries[1].operation, pb::Operation::ExtraBonus as i32);
+    assert_eq!(val(&big.entries[1].amount), "25");
+    let reg = app
+        .billing_as(Some(
+            app.token("service:accounts", &[Role::PlatformService]),
+        ))
+        .grant_registration_bonus(pb::GrantRegistrationBonusRequest {
+            request_id: "conv-1".into(),
+            user_id: user.clone(),
+            amount: dec("10"),
+            notes: "trial converted".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        reg.entry.unwrap().operation,
+        pb::Operation::RegistrationBonus as i32
+    );
+    assert_eq!(balance(&app, &user).await, ("349.99".into(), "35".into()));
+}
+
+#[tokio::test]
+async fn funding_history_pages_and_totals() {
+    let app = spawn().await;
+    let user = uuid::Uuid::now_v7().to_string();
+    let mut admin = app.billing();
+    for i in 0..7 {
+        admin
+            .refill(refill(&user, &format!("r{i}"), "10", pb::BalanceType::Main))
+            .await
+            .unwrap();
+    }
+    admin
+        .withdraw(withdraw(&user, "w", "15", pb::BalanceType::Main))
+        .await
+        .unwrap();
+    admin
+        .refill(refill(&user, "bonus", "3", pb::BalanceType::Bonus))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut totals;
+    loop {
+        let page = admin
+            .list_funding_history(pb::ListFundingHistoryRequest {
+                user_id: user.clone(),
+                page: Some(common::PageRequest {
+                    page_size: 4,
+                    page_token: token.clone(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(page.entries.iter().map(|e| (e.operation, val(&e.amount))));
+        totals = page.totals;
+        token = page.page.unwrap().next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 9);
+    assert_eq!(
+        seen[0],
+        (pb::Operation::BonusFunding as i32, "3".to_string()),
+        "newest first"
+    );
+    let totals: Vec<_> = totals
+        .iter()
+        .map(|t| (t.operation, t.count, val(&t.amount)))
+        .collect();
+    assert!(totals.contains(&(pb::Operation::Funding as i32, 7, "70".into())));
+    assert!(totals.contains(&(pb::Operation::Withdrawal as i32, 1, "-15".into())));
+    let only = admin
+        .list_funding_history(pb::ListFundingHistoryRequest {
+            user_id: user.clone(),
+            operations: vec![pb::Operation::Withdrawal as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(only.entries.len(), 1);
+    assert_eq!(only.totals.len(), 1);
+}
+
+#[tokio::test]
+async fn many_concurrent_clients_with_retries_lose_nothing_and_never_overdraw() {
+    let app = Arc::new(spawn().await);
+    let user = uuid::Uuid::now_v7().to_string();
+    app.billing()
+        .refill(refill(&user, "seed", "100", pb::BalanceType::Main))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for client in 0..64 {
+        let app = app.clone();
+        let user = user.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut billing = app.billing();
+            let mut applied = Vec::new();
+            for op in 0..6 {
+                let key = format!("c{client}-op{op}");
+                // Every request is sent twice at once: a client retrying.
+                if op % 2 == 0 {
+                    let r = refill(&user, &key, "3", pb::BalanceType::Main);
+                    let mut twin = billing.clone();
+                    let (a, b) = tokio::join!(twin.refill(r.clone()), billing.refill(r));
+                    assert_eq!(a.unwrap().into_inner(), b.unwrap().into_inner());
+                    applied.push(3i64);
+                } else {
+                    let w = withdraw(&user, &key, "7", pb::BalanceType::Main);
+                    let mut twin = billing.clone();
+                    let (a, b) = tokio::join!(twin.withdraw(w.clone()), billing.withdraw(w));
+                    // A refused withdrawal leaves no trace, so its twin may
+                    // be a fresh attempt that succeeds; either way it
+                    // applies at most once.
+                    match (a, b) {
+                        (Ok(a), Ok(b)) => {
+                            assert_eq!(a.into_inner(), b.into_inner());
+                            applied.push(-7);
+                        }
+                        (Ok(_), Err(e)) | (Err(e), Ok(_)) => {
+                            assert_eq!(reason(&e), "INSUFFICIENT_FUNDS");
+                            applied.push(-7);
+                        }
+                        (Err(a), Err(b)) => {
+                            assert_eq!(reason(&a), "INSUFFICIENT_FUNDS");
+                            assert_eq!(reason(&b), "INSUFFICIENT_FUNDS");
+                        }
+                    }
+                }
+            }
+            applied
+        }));
+    }
+    let mut expected: i64 = 100;
+    for t in tasks {
+        expected += t.await.unwrap().iter().sum::<i64>();
+    }
+    let (main, _) = balance(&app, &user).await;
+    assert_eq!(
+        main,
+        expected.to_string(),
+        "balance equals the distinct operations"
+    );
+    let history = app
+        .billing()
+        .list_funding_history(pb::ListFundingHistoryRequest {
+            user_id: user.clone(),
+            // The main balance's operations (the seed also earned an extra bonus).
+            operations: vec![
+                pb::Operation::Funding as i32,
+                pb::Operation::Withdrawal as i32,
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ledger_sum: rust_decimal::Decimal = history
+        .totals
+        .iter()
+        .map(|t| val(&t.amount).parse::<rust_decimal::Decimal>().unwrap())
+        .sum();
+    assert_eq!(
+        ledger_sum.normalize().to_string(),
+        expected.to_string(),
+        "balance equals the ledger"
+    );
+    let entries: i64 = history.totals.iter().map(|t| t.count).sum();
+    assert_eq!(
+        entries,
+        1 + 64 * 3 + (expected - 100 - 64 * 9) / -7,
+        "one entry per distinct operation"
+    );
+    assert!(expected >= 0);
+}
+
+fn usage(
+    id: &str,
+    user: &str,
+    group: &str,
+    (env, node, layer): (&str, &str, &str),
+    start: chrono::DateTime<Utc>,
+    reserved: &str,
+    traffic: &str,
+) -> pb::UsageRecord {
+    pb::UsageRecord {
+        usage_id: id.into(),
+        user_id: user.into(),
+        group: group.into(),
+        environment: env.into(),
+        node_id: node.into(),
+        layer: layer.into(),
+        slot_start: Some(prost_types::Timestamp {
+            seconds: start.timestamp(),
+            nanos: 0,
+        }),
+        slot_end: Some(prost_types::Timestamp {
+            seconds: (start + Duration::hours(1)).timestamp(),
+            nanos: 0,
+        }),
+        reserved_cloudlets: dec(reserved),
+        dynamic_cloudlets: dec("0"),
+        storage: dec("0"),
+        traffic: dec(traffic),
+    }
+}
+
+#[tokio::test]
+async fn usage_is_priced_charged_bonus_first_once_and_summarised() {
+    let app = spawn().await;
+    let user = uuid::Uuid::now_v7().to_string();
+    app.billing()
+        .refill(refill(&user, "m", "10", pb::BalanceType::Main))
+        .await
+        .unwrap();
+    app.billing()
+        .refill(refill(&user, "b", "0.01", pb::BalanceType::Bonus))
+        .await
+        .unwrap();
+    let day = Utc::now().duration_trunc(Duration::days(1)).unwrap() - Duration::days(1);
+    let records = vec![
+        // 4 reserved cloudlets for an hour at 0.004 = 0.016 each.
+        usage(
+            "u1",
+            &user,
+            "billing",
+            ("shop", "node-1", "cp"),
+            day,
+            "4",
+            "0",
+        ),
+        usage(
+            "u2",
+            &user,
+            "billing",
+            ("shop", "node-2", "cp"),
+            day,
+            "4",
+            "0",
+        ),
+        usage(
+            "u3",
+            &user,
+            "billing",
+            ("shop", "node-3", "sqldb"),
+            day + Duration::hours(1),
+            "4",
+            "1",
+        ),
+        usage(
+            "u4",
+            &user,
+            "billing",
+            ("blog", "node-4", "cp"),
+            day + Duration::hours(25),
+            "4",
+            "0",
+        ),
+    ];
+    let mut platform = app.billing_as(Some(
+        app.token("service:jelastic", &[Role::PlatformService]),
+    ));
+    let charged = platform
+        .record_usage(pb::RecordUsageRequest {
+            records: records.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((charged.accepted, charged.duplicates), (4, 0));
+    // 4 * 0.016 + 1 GB * 0.05 = 0.114
+    assert_eq!(val(&charged.charged), "0.114");
+    // Bonus (0.01) first, then main: 10 - 0.104.
+    assert_eq!(balance(&app, &user).await, ("9.896".into(), "0".into()));
+    // Redelivery charges nothing.
+    let again = platform
+        .record_usage(pb::RecordUsageRequest { records })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((again.accepted, again.duplicates), (0, 4));
+    assert_eq!(balance(&app, &user).await.0, "9.896");
+
+    // Trial tariff is free.
+    let free = platform
+        .record_usage(pb::RecordUsageRequest {
+            records: vec![usage(
+                "t1",
+                &user,
+                "trial",
+                ("shop", "node-1", "cp"),
+                day,
+                "100",
+                "100",
+            )],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(val(&free.charged), "0");
+
+    let history = |group_by_node: bool, interval: pb::Interval| pb::GetBillingHistoryRequest {
+        user_id: user.clone(),
+        start_time: Some(prost_types::Timestamp {
+            seconds: (day - Duration::days(1)).timestamp(),
+            nanos: 0,
+        }),
+        end_time: Some(prost_types::Timestamp {
+            seconds: Utc::now().timestamp(),
+            nanos: 0,
+        }),
+        interval: interval as i32,
+        group_by_node,
+        environment: String::new(),
+    };
+    let by_node = app
+        .billing()
+        .get_billing_history(history(false, pb::Interval::Day))
+        .await
+        .unwrap()
+        .into_inner();
+    let items: Vec<(String, String, String)> = by_node
+        .rows
+        .iter()
+        .map(|r| (r.environment.clone(), r.item.clone(), val(&r.cost)))
+        .collect();
+    let expected: Vec<(String, String, String)> = [
+        ("shop", "node-1", "0.016"),
+        ("shop", "node-2", "0.016"),
+        ("shop", "node-3", "0.066"),
+        ("blog", "node-4", "0.016"),
+    ]
+    .iter()
+    .map(|(e, i, c)| (e.to_string(), i.to_string(), c.to_string()))
+    .collect();
+    let mut sorted_items = items.clone();
+    sorted_items.sort();
+    let mut sorted_expected = expected.clone();
+    sorted_expected.sort();
+    // The trial node-1 record costs 0: node-1 stays at 0.016.
+    assert_eq!(sorted_items, sorted_expected);
+    assert_eq!(val(&by_node.totals.as_ref().unwrap().cost), "0.114");
+    assert_eq!(val(&by_node.totals.unwrap().traffic), "101");
+
+    // Grouped by node: same-layer nodes of an environment become one item.
+    let grouped = app
+        .billing()
+        .get_billing_history(history(true, pb::Interval::Month))
+        .await
+        .unwrap()
+        .into_inner();
+    let layers: HashSet<(String, String, String)> = grouped
+        .rows
+        .iter()
+        .map(|r| (r.environment.clone(), r.item.clone(), val(&r.cost)))
+        .collect();
+    assert!(
+        layers.contains(&("shop".into(), "cp".into(), "0.032".into())),
+        "{layers:?}"
+    );
+
+    let envs = app
+        .billing()
+        .list_environments(pb::ListEnvironmentsRequest {
+            user_id: user.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .environments;
+    let names: Vec<_> = envs
+        .iter()
+        .map(|e| (e.name.as_str(), e.node_ids.len()))
+        .collect();
+    assert_eq!(names, [("blog", 1), ("shop", 3)]);
+
+    // Bad records are refused with their index; nothing is charged.
+    let mut bad = usage("x1", &user, "billing", ("shop", "n", "cp"), day, "-1", "0");
+    bad.slot_end = bad.slot_start;
+    let err = platform
+        .record_usage(pb::RecordUsageRequest {
+            records: vec![
+                usage("ok", &user, "billing", ("shop", "n", "cp"), day, "1", "0"),
+                bad,
+            ],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&err),
+        ["records[1].slot_end", "records[1].reserved_cloudlets"]
+    );
+    assert_eq!(balance(&app, &user).await.0, "9.896");
+}
+
+#[tokio::test]
+async fn users_see_only_their_own_money_and_only_admins_move_it() {
+    let app = spawn().await;
+    let me = uuid::Uuid::now_v7().to_string();
+    let other = uuid::Uuid::now_v7().to_string();
+    let mut mine = app.billing_as(Some(app.token(&me, &[Role::User])));
+    mine.get_balance(pb::GetBalanceRequest {
+        user_id: me.clone(),
+    })
+    .await
+    .unwrap();
+    let err = mine
+        .get_balance(pb::GetBalanceRequest {
+            user_id: other.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = mine
+        .list_funding_history(pb::ListFundingHistoryRequest {
+            user_id: other.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = mine
+        .refill(refill(&me, "self", "1000", pb::BalanceType::Main))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = mine
+        .record_usage(pb::RecordUsageRequest { records: vec![] })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    let balances = app
+        .billing()
+        .batch_get_balances(pb::BatchGetBalancesRequest {
+            user_ids: vec![me.clone(), other.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .balances;
+    assert_eq!(
+        balances
+            .iter()
+            .map(|b| b.user_id.clone())
+            .collect::<Vec<_>>(),
+        [me, other]
+    );
+    assert!(
+        balances
+            .iter()
+            .all(|b| val(&b.main) == "0" && b.currency_code == "USD")
+    );
+}

@@ -1,0 +1,1 @@
+DELETE FROM action_types WHERE product = 'billing'; DELETE FROM products WHERE product = 'billing';

@@ -1,0 +1,383 @@
+//! Balances and the ledger.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    QueryResult, QueryableByName,
+    sql_types::{Array, BigInt, Text, Timestamptz, Uuid as SqlUuid},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{BalanceType, Operation};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Balances {
+    pub main: Decimal,
+    pub bonus: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: i64,
+    pub entry_id: Uuid,
+    pub user_id: Uuid,
+    pub operation: Operation,
+    pub balance_type: BalanceType,
+    pub amount: Decimal,
+    pub balance_after: Decimal,
+    pub actor_user_id: String,
+    pub notes: String,
+    pub created_at: DateTime<Utc>,
+}
+
+fn dec(s: &str) -> Decimal {
+    // NUMERIC text from PostgreSQL always parses.
+    s.parse().unwrap_or_default()
+}
+
+#[derive(QueryableByName)]
+struct Applied {
+    #[diesel(sql_type = Text)]
+    main: String,
+    #[diesel(sql_type = Text)]
+    bonus: String,
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+}
+
+/// A change to apply.
+#[derive(Debug, Clone)]
+pub struct Change<'a> {
+    pub user_id: Uuid,
+    pub balance_type: BalanceType,
+    pub operation: Operation,
+    pub amount: Decimal,
+    pub actor_user_id: &'a str,
+    pub notes: &'a str,
+}
+
+fn entry(
+    change: &Change<'_>,
+    entry_id: Uuid,
+    signed: Decimal,
+    applied: &Applied,
+) -> (Entry, Balances) {
+    let balances = Balances {
+        main: dec(&applied.main),
+        bonus: dec(&applied.bonus),
+    };
+    let after = match change.balance_type {
+        BalanceType::Main => balances.main,
+        BalanceType::Bonus => balances.bonus,
+    };
+    (
+        Entry {
+            id: applied.id,
+            entry_id,
+            user_id: change.user_id,
+            operation: change.operation,
+            balance_type: change.balance_type,
+            amount: signed,
+            balance_after: after,
+            actor_user_id: change.actor_user_id.to_owned(),
+            notes: change.notes.to_owned(),
+            created_at: applied.created_at,
+        },
+        balances,
+    )
+}
+
+/// Adds `amount` to a balance (creating the account's row on first use) and
+/// records the entry, in one statement.
+pub async fn credit(
+    conn: &mut AsyncPgConnection,
+    change: &Change<'_>,
+) -> QueryResult<(Entry, Balances)> {
+    let entry_id = Uuid::now_v7();
+    let applied: Applied = diesel::sql_query(format!(
+        "WITH b AS (
+             INSERT INTO balances AS cur (user_id, {col}) VALUES ($1, $2::numeric)
+             ON CONFLICT (user_id) DO UPDATE SET {col} = cur.{col} + EXCLUDED.{col}, updated_at = now()
+             RETURNING main, bonus, {col} AS after
+         ), e AS (
+             INSERT INTO ledger (entry_id, user_id, operation, balance_type, amount, balance_after, actor_user_id, notes)
+             SELECT $3, $1, $4, $5, $2::numeric, b.after, $6, $7 FROM b
+             RETURNING id, created_at
+         )
+         SELECT b.main::text AS main, b.bonus::text AS bonus, e.id, e.created_at FROM b, e",
+        col = change.balance_type.column()
+    ))
+    .bind::<SqlUuid, _>(change.user_id)
+    .bind::<Text, _>(change.amount.to_string())
+    .bind::<SqlUuid, _>(entry_id)
+    .bind::<Text, _>(change.operation.as_str())
+    .bind::<Text, _>(change.balance_type.as_str())
+    .bind::<Text, _>(change.actor_user_id)
+    .bind::<Text, _>(change.notes)
+    .get_result(conn)
+    .await?;
+    Ok(entry(change, entry_id, change.amount, &applied))
+}
+
+/// Takes `amount` from a balance only if it has that much; `None` when it
+/// does not (nothing changed).
+pub async fn debit(
+    conn: &mut AsyncPgConnection,
+    change: &Change<'_>,
+) -> QueryResult<Option<(Entry, Balances)>> {
+    let entry_id = Uuid::now_v7();
+    let applied: Option<Applied> = diesel::sql_query(format!(
+        "WITH b AS (
+             UPDATE balances SET {col} = {col} - $2::numeric, updated_at = now()
+             WHERE user_id = $1 AND {col} >= $2::numeric
+             RETURNING main, bonus, {col} AS after
+         ), e AS (
+             INSERT INTO ledger (entry_id, user_id, operation, balance_type, amount, balance_after, actor_user_id, notes)
+             SELECT $3, $1, $4, $5, -($2::numeric), b.after, $6, $7 FROM b
+             RETURNING id, created_at
+         )
+         SELECT b.main::text AS main, b.bonus::text AS bonus, e.id, e.created_at FROM b, e",
+        col = change.balance_type.column()
+    ))
+    .bind::<SqlUuid, _>(change.user_id)
+    .bind::<Text, _>(change.amount.to_string())
+    .bind::<SqlUuid, _>(entry_id)
+    .bind::<Text, _>(change.operation.as_str())
+    .bind::<Text, _>(change.balance_type.as_str())
+    .bind::<Text, _>(change.actor_user_id)
+    .bind::<Text, _>(change.notes)
+    .get_result(conn)
+    .await
+    .optional_row()?;
+    Ok(applied.map(|a| entry(change, entry_id, -change.amount, &a)))
+}
+
+/// Charges `amount`, bonus first then main (main may go below zero: the
+/// resources were used). Records one CHARGE entry per balance touched.
+pub async fn charge(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    amount: Decimal,
+    notes: &str,
+) -> QueryResult<(Balances, Decimal)> {
+    #[derive(QueryableByName)]
+    struct Charged {
+        #[diesel(sql_type = Text)]
+        main: String,
+        #[diesel(sql_type = Text)]
+        bonus: String,
+        #[diesel(sql_type = Text)]
+        from_bonus: String,
+    }
+    diesel::sql_query("INSERT INTO balances (user_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind::<SqlUuid, _>(user_id)
+        .execute(conn)
+        .await?;
+    let charged: Charged = diesel::sql_query(
+        "WITH b AS (
+             UPDATE balances SET
+                 last_bonus_debit = LEAST(bonus, $2::numeric),
+                 bonus = bonus - LEAST(bonus, $2::numeric),
+                 main = main - ($2::numeric - LEAST(bonus, $2::numeric)),
+                 updated_at = now()
+             WHERE user_id = $1
+             RETURNING main, bonus, last_bonus_debit AS from_bonus
+         ), eb AS (
+             INSERT INTO ledger (entry_id, user_id, operation, balance_type, amount, balance_after, notes)
+             SELECT $3, $1, 'CHARGE', 'BONUS', -b.from_bonus, b.bonus, $5 FROM b WHERE b.from_bonus > 0
+         ), em AS (
+             INSERT INTO ledger (entry_id, user_id, operation, balance_type, amount, balance_after, notes)
+             SELECT $4, $1, 'CHARGE', 'MAIN', -($2::numeric - b.from_bonus), b.main, $5 FROM b
+             WHERE $2::numeric - b.from_bonus > 0
+         )
+         SELECT main::text AS main, bonus::text AS bonus, from_bonus::text AS from_bonus FROM b",
+    )
+    .bind::<SqlUuid, _>(user_id)
+    .bind::<Text, _>(amount.to_string())
+    .bind::<SqlUuid, _>(Uuid::now_v7())
+    .bind::<SqlUuid, _>(Uuid::now_v7())
+    .bind::<Text, _>(notes)
+    .get_result(conn)
+    .await?;
+    Ok((
+        Balances {
+            main: dec(&charged.main),
+            bonus: dec(&charged.bonus),
+        },
+        dec(&charged.from_bonus),
+    ))
+}
+
+trait OptionalRow<T> {
+    fn optional_row(self) -> QueryResult<Option<T>>;
+}
+
+impl<T> OptionalRow<T> for QueryResult<T> {
+    fn optional_row(self) -> QueryResult<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(diesel::result::Error::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Balances of these users; users without a row have zero.
+pub async fn balances(
+    conn: &mut AsyncPgConnection,
+    users: &[Uuid],
+) -> QueryResult<HashMap<Uuid, Balances>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = SqlUuid)]
+        user_id: Uuid,
+        #[diesel(sql_type = Text)]
+        main: String,
+        #[diesel(sql_type = Text)]
+        bonus: String,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT user_id, main::text AS main, bonus::text AS bonus FROM balances WHERE user_id = ANY($1)",
+    )
+    .bind::<Array<SqlUuid>, _>(users)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.user_id,
+                Balances {
+                    main: dec(&r.main),
+                    bonus: dec(&r.bonus),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Keyset position in the funding history (newest first), with the period
+/// of the first page (its defaults are relative to "now").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: i64,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+#[derive(QueryableByName)]
+struct EntryRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = SqlUuid)]
+    entry_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    user_id: Uuid,
+    #[diesel(sql_type = Text)]
+    operation: String,
+    #[diesel(sql_type = Text)]
+    balance_type: String,
+    #[diesel(sql_type = Text)]
+    amount: String,
+    #[diesel(sql_type = Text)]
+    balance_after: String,
+    #[diesel(sql_type = Text)]
+    actor_user_id: String,
+    #[diesel(sql_type = Text)]
+    notes: String,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+}
+
+/// A user's entries in `[start, end)`, newest first.
+pub async fn history(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    operations: &[Operation],
+    after: Option<Cursor>,
+    limit: i64,
+) -> QueryResult<Vec<Entry>> {
+    let ops: Vec<&str> = operations.iter().map(|o| o.as_str()).collect();
+    let (after_at, after_id) = after
+        .map(|c| (c.created_at, c.id))
+        .unwrap_or((end, i64::MAX));
+    let rows: Vec<EntryRow> = diesel::sql_query(
+        "SELECT id, entry_id, user_id, operation, balance_type, amount::text AS amount,
+                balance_after::text AS balance_after, actor_user_id, notes, created_at
+         FROM ledger
+         WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
+           AND (cardinality($4::text[]) = 0 OR operation = ANY($4))
+           AND (created_at, id) < ($5, $6)
+         ORDER BY created_at DESC, id DESC
+         LIMIT $7",
+    )
+    .bind::<SqlUuid, _>(user_id)
+    .bind::<Timestamptz, _>(start)
+    .bind::<Timestamptz, _>(end)
+    .bind::<Array<Text>, _>(ops)
+    .bind::<Timestamptz, _>(after_at)
+    .bind::<BigInt, _>(after_id)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Entry {
+            id: r.id,
+            entry_id: r.entry_id,
+            user_id: r.user_id,
+            operation: r.operation.parse().unwrap_or(Operation::Charge),
+            balance_type: r.balance_type.parse().unwrap_or(BalanceType::Main),
+            amount: dec(&r.amount),
+            balance_after: dec(&r.balance_after),
+            actor_user_id: r.actor_user_id,
+            notes: r.notes,
+            created_at: r.created_at,
+        })
+        .collect())
+}
+
+/// Count and sum per operation over `[start, end)`.
+pub async fn totals(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    operations: &[Operation],
+) -> QueryResult<Vec<(Operation, i64, Decimal)>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        operation: String,
+        #[diesel(sql_type = BigInt)]
+        count: i64,
+        #[diesel(sql_type = Text)]
+        amount: String,
+    }
+    let ops: Vec<&str> = operations.iter().map(|o| o.as_str()).collect();
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT operation, count(*) AS count, sum(amount)::text AS amount FROM ledger
+         WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
+           AND (cardinality($4::text[]) = 0 OR operation = ANY($4))
+         GROUP BY operation ORDER BY operation",
+    )
+    .bind::<SqlUuid, _>(user_id)
+    .bind::<Timestamptz, _>(start)
+    .bind::<Timestamptz, _>(end)
+    .bind::<Array<Text>, _>(ops)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((r.operation.parse().ok()?, r.count, dec(&r.amount))))
+        .collect())
+}
