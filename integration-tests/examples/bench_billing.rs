@@ -39,7 +39,9 @@ async fn api_rate(app: &TestApp, users: &[uuid::Uuid]) -> f64 {
                     .refill(pb::RefillRequest {
                         request_id: format!("bench-{i}-{}", uuid::Uuid::now_v7()),
                         user_id: user,
-                        amount: Some(common::Decimal { value: "1.25".into() }),
+                        amount: Some(common::Decimal {
+                            value: "1.25".into(),
+                        }),
                         balance_type: pb::BalanceType::Main as i32,
                         notes: String::new(),
                     })
@@ -55,23 +57,31 @@ async fn api_rate(app: &TestApp, users: &[uuid::Uuid]) -> f64 {
 }
 
 /// The naive way: lock the row, read it, decide in the client, write.
-async fn naive(conn: &mut AsyncPgConnection, user: uuid::Uuid, amount: Decimal) -> diesel::QueryResult<()> {
+async fn naive(
+    conn: &mut AsyncPgConnection,
+    user: uuid::Uuid,
+    amount: Decimal,
+) -> diesel::QueryResult<()> {
     #[derive(diesel::QueryableByName)]
     struct Main {
         #[diesel(sql_type = Text)]
         main: String,
     }
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        let current: Main = diesel::sql_query("SELECT main::text AS main FROM balances WHERE user_id = $1 FOR UPDATE")
-            .bind::<SqlUuid, _>(user)
-            .get_result(conn)
-            .await?;
+        let current: Main = diesel::sql_query(
+            "SELECT main::text AS main FROM balances WHERE user_id = $1 FOR UPDATE",
+        )
+        .bind::<SqlUuid, _>(user)
+        .get_result(conn)
+        .await?;
         let after = current.main.parse::<Decimal>().unwrap() + amount;
-        diesel::sql_query("UPDATE balances SET main = $2::numeric, updated_at = now() WHERE user_id = $1")
-            .bind::<SqlUuid, _>(user)
-            .bind::<Text, _>(after.to_string())
-            .execute(conn)
-            .await?;
+        diesel::sql_query(
+            "UPDATE balances SET main = $2::numeric, updated_at = now() WHERE user_id = $1",
+        )
+        .bind::<SqlUuid, _>(user)
+        .bind::<Text, _>(after.to_string())
+        .execute(conn)
+        .await?;
         diesel::sql_query(
             "INSERT INTO ledger (entry_id, user_id, operation, balance_type, amount, balance_after)
              VALUES ($1, $2, 'FUNDING', 'MAIN', $3::numeric, $4::numeric)",
@@ -162,11 +172,26 @@ async fn main() {
     println!("{OPS} balance credits, {CLIENTS} concurrent clients");
     println!("{:<42} {:>12} {:>12}", "", "1000 accounts", "1 hot account");
     let api = (api_rate(&app, &uniform).await, api_rate(&app, &hot).await);
-    println!("{:<42} {:>10.0}/s {:>10.0}/s", "gRPC Refill (idempotency, audit, ledger)", api.0, api.1);
-    let guarded = (sql_rate(&pool, &uniform, true).await, sql_rate(&pool, &hot, true).await);
-    println!("{:<42} {:>10.0}/s {:>10.0}/s", "SQL: guarded single statement", guarded.0, guarded.1);
-    let naive = (sql_rate(&pool, &uniform, false).await, sql_rate(&pool, &hot, false).await);
-    println!("{:<42} {:>10.0}/s {:>10.0}/s", "SQL: naive SELECT ... FOR UPDATE", naive.0, naive.1);
+    println!(
+        "{:<42} {:>10.0}/s {:>10.0}/s",
+        "gRPC Refill (idempotency, audit, ledger)", api.0, api.1
+    );
+    let guarded = (
+        sql_rate(&pool, &uniform, true).await,
+        sql_rate(&pool, &hot, true).await,
+    );
+    println!(
+        "{:<42} {:>10.0}/s {:>10.0}/s",
+        "SQL: guarded single statement", guarded.0, guarded.1
+    );
+    let naive = (
+        sql_rate(&pool, &uniform, false).await,
+        sql_rate(&pool, &hot, false).await,
+    );
+    println!(
+        "{:<42} {:>10.0}/s {:>10.0}/s",
+        "SQL: naive SELECT ... FOR UPDATE", naive.0, naive.1
+    );
     println!(
         "{:<42} {:>11.2}x {:>11.2}x",
         "guarded / naive",

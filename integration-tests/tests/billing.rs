@@ -692,3 +692,204 @@ async fn users_see_only_their_own_money_and_only_admins_move_it() {
             .all(|b| val(&b.main) == "0" && b.currency_code == "USD")
     );
 }
+
+#[tokio::test]
+async fn subscriptions_invoice_charge_renew_and_cancel() {
+    let app = TestApp::spawn_with(Options {
+        billing: Some(steward_billing::BillingConfig {
+            renewal_interval: std::time::Duration::from_millis(100),
+            ..Default::default()
+        }),
+        ..Options::default()
+    })
+    .await;
+    let user = uuid::Uuid::now_v7().to_string();
+    let mut admin = app.billing();
+    admin
+        .refill(refill(&user, "fund", "100", pb::BalanceType::Main))
+        .await
+        .unwrap();
+    let plan = admin
+        .create_plan(pb::CreatePlanRequest {
+            product: "Managed PostgreSQL".into(),
+            name: "Small".into(),
+            price: dec("19.99"),
+            period_days: 30,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    let err = admin
+        .create_plan(pb::CreatePlanRequest {
+            product: "Managed PostgreSQL".into(),
+            name: "Small".into(),
+            price: dec("1"),
+            period_days: 30,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let err = admin
+        .create_plan(pb::CreatePlanRequest {
+            product: String::new(),
+            name: "x".into(),
+            price: dec("-1"),
+            period_days: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["product", "price", "period_days"]);
+
+    // The user subscribes themselves; the first period is charged at once.
+    let mut mine = app.billing_as(Some(app.token(&user, &[Role::User])));
+    let request = pb::CreateSubscriptionRequest {
+        request_id: "sub-1".into(),
+        user_id: user.clone(),
+        plan_id: plan.id.clone(),
+        environments: vec!["shop".into()],
+    };
+    let created = mine
+        .create_subscription(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let sub = created.subscription.clone().unwrap();
+    assert_eq!(sub.status, pb::SubscriptionStatus::Active as i32);
+    assert_eq!(
+        (sub.product.as_str(), sub.plan.as_str(), val(&sub.cost)),
+        ("Managed PostgreSQL", "Small", "19.99".into())
+    );
+    assert_eq!(val(&created.invoice.as_ref().unwrap().amount), "19.99");
+    assert_eq!(balance(&app, &user).await.0, "80.01");
+    // Retried: same subscription, charged once.
+    assert_eq!(
+        mine.create_subscription(request)
+            .await
+            .unwrap()
+            .into_inner(),
+        created
+    );
+    assert_eq!(balance(&app, &user).await.0, "80.01");
+    // Not for someone else.
+    let err = mine
+        .create_subscription(pb::CreateSubscriptionRequest {
+            request_id: "x".into(),
+            user_id: uuid::Uuid::now_v7().to_string(),
+            plan_id: plan.id.clone(),
+            environments: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = mine
+        .create_subscription(pb::CreateSubscriptionRequest {
+            request_id: "y".into(),
+            user_id: user.clone(),
+            plan_id: uuid::Uuid::now_v7().to_string(),
+            environments: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["plan_id"]);
+
+    // The period ends: the job invoices and charges the next one.
+    {
+        use diesel_async::SimpleAsyncConnection;
+        steward_kit::db::connect(&app.db.url, "billing")
+            .await
+            .unwrap()
+            .batch_execute(&format!(
+                "UPDATE subscriptions SET current_period_start = now() - interval '30 days', current_period_end = now() WHERE id = '{}'",
+                sub.id
+            ))
+            .await
+            .unwrap();
+    }
+    let mut invoices = Vec::new();
+    for _ in 0..100 {
+        invoices = mine
+            .list_invoices(pb::ListInvoicesRequest {
+                subscription_id: sub.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .invoices;
+        if invoices.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(invoices.len(), 2);
+    assert_eq!(balance(&app, &user).await.0, "60.02");
+
+    // Cancelled: no more renewals; it expires at the end of the paid period.
+    let cancelled = mine
+        .cancel_subscription(pb::CancelSubscriptionRequest {
+            subscription_id: sub.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .subscription
+        .unwrap();
+    assert_eq!(cancelled.status, pb::SubscriptionStatus::Cancelled as i32);
+    let err = mine
+        .cancel_subscription(pb::CancelSubscriptionRequest {
+            subscription_id: sub.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "SUBSCRIPTION_NOT_ACTIVE");
+    {
+        use diesel_async::SimpleAsyncConnection;
+        steward_kit::db::connect(&app.db.url, "billing")
+            .await
+            .unwrap()
+            .batch_execute(&format!(
+                "UPDATE subscriptions SET current_period_end = now() WHERE id = '{}'",
+                sub.id
+            ))
+            .await
+            .unwrap();
+    }
+    let mut status = 0;
+    for _ in 0..100 {
+        status = mine
+            .list_subscriptions(pb::ListSubscriptionsRequest {
+                user_id: user.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .subscriptions[0]
+            .status;
+        if status == pb::SubscriptionStatus::Expired as i32 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, pb::SubscriptionStatus::Expired as i32);
+    assert_eq!(
+        balance(&app, &user).await.0,
+        "60.02",
+        "no charge after cancelling"
+    );
+    let history = admin
+        .list_funding_history(pb::ListFundingHistoryRequest {
+            user_id: user.clone(),
+            operations: vec![pb::Operation::Charge as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.entries.len(), 2);
+    assert!(
+        history.entries[0]
+            .notes
+            .starts_with("Managed PostgreSQL Small")
+    );
+}

@@ -8,6 +8,7 @@
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod renewal_job;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -38,6 +39,9 @@ pub struct BillingConfig {
     pub tariffs: Tariffs,
     /// Bonus percentages for main refills above thresholds.
     pub extra_bonus: Vec<ExtraBonusRule>,
+    /// How often subscriptions due for renewal are looked for.
+    #[serde(with = "humantime_serde")]
+    pub renewal_interval: std::time::Duration,
 }
 
 impl Default for BillingConfig {
@@ -47,6 +51,7 @@ impl Default for BillingConfig {
             currency: "USD".into(),
             tariffs: Tariffs::default(),
             extra_bonus: Vec::new(),
+            renewal_interval: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -95,6 +100,11 @@ impl Application {
         ) {
             tasks.spawn(relay.run(tasks_stopped.clone()));
         }
+        tasks.spawn(renewal_job::run(
+            d.pool.clone(),
+            d.config.renewal_interval,
+            tasks_stopped.clone(),
+        ));
         let api = grpc::BillingApi::new(d.pool.clone(), d.page_tokens.clone(), d.config.clone());
         let routes = tonic::service::Routes::new(BillingServiceServer::new(api));
         let mut stop = shutdown.clone();

@@ -1,6 +1,7 @@
 //! Billing rules without I/O: money parsing, operations, tariffs, bonuses.
 
 pub mod money;
+pub mod subscription;
 pub mod tariff;
 
 use std::str::FromStr;

@@ -3,6 +3,9 @@
 //! idempotency key, the guarded balance statement(s) and the audit record.
 
 pub mod convert;
+mod subscriptions;
+
+pub use subscriptions::invoice_and_charge;
 
 use std::collections::BTreeMap;
 
@@ -688,5 +691,47 @@ impl pb::billing_service_server::BillingService for BillingApi {
                 })
                 .collect(),
         }))
+    }
+
+    async fn create_plan(
+        &self,
+        request: Request<pb::CreatePlanRequest>,
+    ) -> Result<Response<pb::CreatePlanResponse>, Status> {
+        self.create_plan_impl(request).await
+    }
+
+    async fn list_plans(
+        &self,
+        _request: Request<pb::ListPlansRequest>,
+    ) -> Result<Response<pb::ListPlansResponse>, Status> {
+        self.list_plans_impl().await
+    }
+
+    async fn create_subscription(
+        &self,
+        request: Request<pb::CreateSubscriptionRequest>,
+    ) -> Result<Response<pb::CreateSubscriptionResponse>, Status> {
+        self.create_subscription_impl(request).await
+    }
+
+    async fn cancel_subscription(
+        &self,
+        request: Request<pb::CancelSubscriptionRequest>,
+    ) -> Result<Response<pb::CancelSubscriptionResponse>, Status> {
+        self.cancel_subscription_impl(request).await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        request: Request<pb::ListSubscriptionsRequest>,
+    ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
+        self.list_subscriptions_impl(request).await
+    }
+
+    async fn list_invoices(
+        &self,
+        request: Request<pb::ListInvoicesRequest>,
+    ) -> Result<Response<pb::ListInvoicesResponse>, Status> {
+        self.list_invoices_impl(request).await
     }
 }

@@ -3,4 +3,5 @@
 //! round trips, the row lock lives only until the short transaction ends.
 
 pub mod ledger;
+pub mod subscriptions;
 pub mod usage;

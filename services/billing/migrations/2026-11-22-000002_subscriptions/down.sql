@@ -1,0 +1,1 @@
+DROP TABLE invoices; DROP TABLE subscriptions; DROP TABLE plans;
