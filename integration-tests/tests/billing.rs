@@ -893,3 +893,154 @@ async fn subscriptions_invoice_charge_renew_and_cancel() {
             .starts_with("Managed PostgreSQL Small")
     );
 }
+
+fn fields<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Status>) -> Vec<String> {
+    violated_fields(&result.unwrap_err())
+}
+
+#[tokio::test]
+async fn every_read_and_command_refuses_bad_input() {
+    let app = spawn().await;
+    let mut admin = app.billing();
+    let mut platform = app.billing_as(Some(app.token("service:p", &[Role::PlatformService])));
+
+    assert_eq!(
+        fields(
+            admin
+                .get_balance(pb::GetBalanceRequest {
+                    user_id: "nope".into()
+                })
+                .await
+        ),
+        ["user_id"]
+    );
+    assert_eq!(
+        fields(
+            admin
+                .batch_get_balances(pb::BatchGetBalancesRequest {
+                    user_ids: vec!["x".into()]
+                })
+                .await
+        ),
+        ["user_ids[0]"]
+    );
+    let too_many = (0..1001)
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    assert_eq!(
+        fields(
+            admin
+                .batch_get_balances(pb::BatchGetBalancesRequest { user_ids: too_many })
+                .await
+        ),
+        ["user_ids"]
+    );
+    assert_eq!(
+        fields(
+            platform
+                .grant_registration_bonus(pb::GrantRegistrationBonusRequest {
+                    request_id: "g".into(),
+                    user_id: uuid::Uuid::now_v7().to_string(),
+                    amount: dec("0"),
+                    notes: String::new(),
+                })
+                .await
+        ),
+        ["amount"]
+    );
+    let user = uuid::Uuid::now_v7().to_string();
+    assert_eq!(
+        fields(
+            admin
+                .list_funding_history(pb::ListFundingHistoryRequest {
+                    user_id: user.clone(),
+                    operations: vec![99],
+                    start_time: Some(prost_types::Timestamp {
+                        seconds: Utc::now().timestamp() + 100,
+                        nanos: 0
+                    }),
+                    ..Default::default()
+                })
+                .await
+        ),
+        ["start_time", "operations[0]"]
+    );
+    assert_eq!(
+        fields(
+            admin
+                .get_billing_history(pb::GetBillingHistoryRequest {
+                    user_id: user.clone(),
+                    start_time: Some(prost_types::Timestamp {
+                        seconds: (Utc::now() - Duration::days(200)).timestamp(),
+                        nanos: 0
+                    }),
+                    interval: pb::Interval::Hour as i32,
+                    ..Default::default()
+                })
+                .await
+        ),
+        ["interval"]
+    );
+    assert_eq!(
+        fields(
+            admin
+                .list_environments(pb::ListEnvironmentsRequest {
+                    user_id: "x".into()
+                })
+                .await
+        ),
+        ["user_id"]
+    );
+    assert_eq!(
+        fields(
+            platform
+                .record_usage(pb::RecordUsageRequest { records: vec![] })
+                .await
+        ),
+        ["records"]
+    );
+    assert_eq!(
+        fields(
+            admin
+                .list_invoices(pb::ListInvoicesRequest {
+                    subscription_id: "x".into()
+                })
+                .await
+        ),
+        ["subscription_id"]
+    );
+    let missing = uuid::Uuid::now_v7().to_string();
+    let err = admin
+        .list_invoices(pb::ListInvoicesRequest {
+            subscription_id: missing.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = admin
+        .cancel_subscription(pb::CancelSubscriptionRequest {
+            subscription_id: missing,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(
+        fields(
+            admin
+                .list_subscriptions(pb::ListSubscriptionsRequest {
+                    user_id: "x".into()
+                })
+                .await
+        ),
+        ["user_id"]
+    );
+    assert!(
+        admin
+            .list_plans(pb::ListPlansRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .plans
+            .is_empty()
+    );
+}
