@@ -78,9 +78,19 @@ def main() -> None:
         generate_stubs(tmp / "stubs")
         from steward.accounts.v1 import accounts_service_pb2 as pb
         from steward.accounts.v1 import accounts_service_pb2_grpc as pb_grpc
+        from steward.audit.v1 import audit_service_pb2 as audit_pb
+        from steward.audit.v1 import audit_service_pb2_grpc as audit_grpc
+        from steward.billing.v1 import billing_service_pb2 as billing_pb
+        from steward.billing.v1 import billing_service_pb2_grpc as billing_grpc
+        from steward.common.v1 import common_pb2
 
-        port = free_port()
-        env = dict(os.environ, STEWARD_ACCOUNTS__LISTEN=f"127.0.0.1:{port}")
+        port, billing_port, audit_port = free_port(), free_port(), free_port()
+        env = dict(
+            os.environ,
+            STEWARD_ACCOUNTS__LISTEN=f"127.0.0.1:{port}",
+            STEWARD_BILLING__LISTEN=f"127.0.0.1:{billing_port}",
+            STEWARD_AUDIT__LISTEN=f"127.0.0.1:{audit_port}",
+        )
         data_dir = str(tmp / "data")
         log = open(tmp / "steward.log", "w")
         proc = subprocess.Popen([steward, "--data-dir", data_dir, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -146,6 +156,37 @@ def main() -> None:
                 check(False, "a bad email is refused")
             except grpc.RpcError as err:
                 check(err.code() == grpc.StatusCode.INVALID_ARGUMENT, "a bad email is INVALID_ARGUMENT")
+
+            # Billing: exact money, idempotent refill.
+            billing = billing_grpc.BillingServiceStub(grpc.insecure_channel(f"127.0.0.1:{billing_port}"))
+            refill = billing_pb.RefillRequest(
+                request_id=f"py-refill-{run}", user_id=ids[0], amount=common_pb2.Decimal(value="0.10"),
+                balance_type=billing_pb.BALANCE_TYPE_MAIN, notes="python check",
+            )
+            billing.Refill(refill, metadata=auth)
+            billing.Refill(refill, metadata=auth)
+            billing.Refill(billing_pb.RefillRequest(
+                request_id=f"py-refill2-{run}", user_id=ids[0], amount=common_pb2.Decimal(value="0.20"),
+                balance_type=billing_pb.BALANCE_TYPE_MAIN,
+            ), metadata=auth)
+            balance = billing.GetBalance(billing_pb.GetBalanceRequest(user_id=ids[0]), metadata=auth).balance
+            check(balance.main.value == "0.3", f"0.10 (retried) + 0.20 is exactly 0.3 ({balance.main.value})")
+
+            # Audit: accounts' events reach the audit service through the outbox relay.
+            audit = audit_grpc.AuditServiceStub(grpc.insecure_channel(f"127.0.0.1:{audit_port}"))
+            actions = []
+            for _ in range(100):
+                events = audit.ListEvents(
+                    audit_pb.ListEventsRequest(filter=audit_pb.EventFilter(subject_user_id=ids[0])), metadata=auth
+                ).events
+                actions = sorted(e.event.action for e in events)
+                if "user.status.suspended" in actions and "billing.balance.refilled" in actions:
+                    break
+                time.sleep(0.1)
+            check("user.created" in actions and "user.status.suspended" in actions and "billing.balance.refilled" in actions,
+                  f"the audit log of the user holds accounts' and billing's events ({actions})")
+            verify = audit.VerifyChain(audit_pb.VerifyChainRequest(), metadata=auth)
+            check(verify.ok, f"the audit chain verifies ({verify.events_checked} events)")
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

@@ -247,18 +247,21 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     let database = database(&config).await?;
     let signer = signer(&config)?;
     let audit = audit_app(&config, &database.url, &signer).await?;
-    // In one process, accounts relays its audit events to this audit.
     if config.outbox.audit_endpoint.is_none() {
         config.outbox.audit_endpoint = Some(format!("http://{}", audit.local_addr()));
     }
+    // In one process, accounts and billing relay their audit events to it.
     let accounts = accounts_app(&config, &database.url, &signer).await?;
+    let billing = billing_app(&config, &database.url, &signer).await?;
     println!("database       {}", redact(&database.url));
     println!("accounts       {}", accounts.local_addr());
+    println!("billing        {}", billing.local_addr());
     println!("audit          {}", audit.local_addr());
     println!("steward is up; Ctrl-C to stop");
     run_until_signal(vec![
         App::Accounts(Box::new(accounts)),
         App::Audit(Box::new(audit)),
+        App::Billing(Box::new(billing)),
     ])
     .await
 }
