@@ -1044,3 +1044,137 @@ async fn every_read_and_command_refuses_bad_input() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn no_debt_from_subscriptions_no_double_bonus_no_double_usage() {
+    let app = TestApp::spawn_with(Options {
+        billing: Some(steward_billing::BillingConfig {
+            renewal_interval: std::time::Duration::from_millis(100),
+            ..Default::default()
+        }),
+        ..Options::default()
+    })
+    .await;
+    let user = uuid::Uuid::now_v7().to_string();
+    let mut admin = app.billing();
+    let plan = admin
+        .create_plan(pb::CreatePlanRequest {
+            product: "VPS".into(),
+            name: "M".into(),
+            price: dec("10"),
+            period_days: 30,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    let subscribe = |key: &str| pb::CreateSubscriptionRequest {
+        request_id: key.into(),
+        user_id: user.clone(),
+        plan_id: plan.id.clone(),
+        environments: vec![],
+    };
+    let err = admin
+        .create_subscription(subscribe("s0"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "INSUFFICIENT_FUNDS");
+    let subs = admin
+        .list_subscriptions(pb::ListSubscriptionsRequest {
+            user_id: user.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .subscriptions;
+    assert!(subs.is_empty(), "nothing created");
+
+    // Bonus and main together pay; the renewal cannot: the subscription ends, no debt.
+    admin
+        .refill(refill(&user, "m", "6", pb::BalanceType::Main))
+        .await
+        .unwrap();
+    admin
+        .refill(refill(&user, "b", "5", pb::BalanceType::Bonus))
+        .await
+        .unwrap();
+    let sub = admin
+        .create_subscription(subscribe("s1"))
+        .await
+        .unwrap()
+        .into_inner()
+        .subscription
+        .unwrap();
+    assert_eq!(balance(&app, &user).await, ("1".into(), "0".into()));
+    {
+        use diesel_async::SimpleAsyncConnection;
+        steward_kit::db::connect(&app.db.url, "billing")
+            .await
+            .unwrap()
+            .batch_execute(&format!(
+                "UPDATE subscriptions SET current_period_end = now() WHERE id = '{}'",
+                sub.id
+            ))
+            .await
+            .unwrap();
+    }
+    let mut status = 0;
+    for _ in 0..100 {
+        status = admin
+            .list_subscriptions(pb::ListSubscriptionsRequest {
+                user_id: user.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .subscriptions[0]
+            .status;
+        if status == pb::SubscriptionStatus::Expired as i32 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, pb::SubscriptionStatus::Expired as i32);
+    assert_eq!(balance(&app, &user).await.0, "1", "no charge into debt");
+    let invoices = admin
+        .list_invoices(pb::ListInvoicesRequest {
+            subscription_id: sub.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .invoices;
+    assert_eq!(invoices.len(), 1, "the unpaid period was not invoiced");
+
+    // The registration bonus is granted once per user, whatever the key.
+    let mut platform = app.billing_as(Some(
+        app.token("service:accounts", &[Role::PlatformService]),
+    ));
+    let grant = |key: &str| pb::GrantRegistrationBonusRequest {
+        request_id: key.into(),
+        user_id: user.clone(),
+        amount: dec("5"),
+        notes: String::new(),
+    };
+    platform
+        .grant_registration_bonus(grant("g1"))
+        .await
+        .unwrap();
+    let err = platform
+        .grant_registration_bonus(grant("g2"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "REGISTRATION_BONUS_GRANTED");
+
+    // A usage id twice in one batch is refused rather than charged twice.
+    let day = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::hours(2);
+    let record = usage("dup", &user, "billing", ("e", "n", "cp"), day, "1", "0");
+    let err = platform
+        .record_usage(pb::RecordUsageRequest {
+            records: vec![record.clone(), record],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["records[1].usage_id"]);
+}

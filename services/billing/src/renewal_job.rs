@@ -32,10 +32,28 @@ pub async fn run_once(pool: &Pool) -> Result<usize, Error> {
                     let (action, amount) = match renewal(s.status) {
                         Some(Renewal::Renew) => {
                             let start = s.current_period_end;
-                            let issued = invoice_and_charge(conn, s, start).await?;
-                            subscriptions::advance(conn, s.id, start, start + s.plan.period())
-                                .await?;
-                            ("billing.subscription.renewed", issued.map(|i| i.amount))
+                            // A savepoint: a renewal the user cannot pay for
+                            // leaves no invoice, and the subscription ends.
+                            let renewed = conn
+                                .transaction::<_, Error, _>(async |conn| {
+                                    invoice_and_charge(conn, s, start).await
+                                })
+                                .await;
+                            match renewed {
+                                Ok(issued) => {
+                                    let end = start + s.plan.period();
+                                    subscriptions::advance(conn, s.id, start, end).await?;
+                                    ("billing.subscription.renewed", issued.map(|i| i.amount))
+                                }
+                                Err(Error::Refused {
+                                    reason: "INSUFFICIENT_FUNDS",
+                                    ..
+                                }) => {
+                                    subscriptions::set_status(conn, s.id, Status::Expired).await?;
+                                    ("billing.subscription.expired", None)
+                                }
+                                Err(other) => return Err(other),
+                            }
                         }
                         Some(Renewal::Expire) => {
                             subscriptions::set_status(conn, s.id, Status::Expired).await?;

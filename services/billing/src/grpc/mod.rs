@@ -406,7 +406,20 @@ impl pb::billing_service_server::BillingService for BillingApi {
                         notes: &r.notes,
                     },
                 )
-                .await?;
+                .await
+                .map_err(|e| match &e {
+                    diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        info,
+                    ) if info.constraint_name() == Some("ledger_one_registration_bonus") => {
+                        Error::Refused {
+                            code: tonic::Code::FailedPrecondition,
+                            reason: "REGISTRATION_BONUS_GRANTED",
+                            message: "the user already received a registration bonus".into(),
+                        }
+                    }
+                    _ => e.into(),
+                })?;
                 record.clone().write(conn).await?;
                 let response = pb::GrantRegistrationBonusResponse {
                     entry: Some(convert::entry(&entry)),
@@ -509,8 +522,13 @@ impl pb::billing_service_server::BillingService for BillingApi {
             }
             let now = Utc::now();
             let mut parsed = Vec::with_capacity(records.len());
+            let mut seen = std::collections::HashSet::new();
             for (i, u) in records.iter().enumerate() {
                 let f = |name: &str| format!("records[{i}].{name}");
+                // Twice in one batch would be stored once but charged twice.
+                if !seen.insert(u.usage_id.as_str()) {
+                    v.add(f("usage_id"), "repeated in this batch");
+                }
                 for (name, value) in [
                     ("usage_id", &u.usage_id),
                     ("environment", &u.environment),
@@ -584,7 +602,12 @@ impl pb::billing_service_server::BillingService for BillingApi {
                         continue;
                     }
                     let notes = format!("usage: {count} records");
-                    let (_, from_bonus) = ledger::charge(conn, *user, *cost, &notes).await?;
+                    let (_, from_bonus) =
+                        ledger::charge(conn, *user, *cost, &notes, ledger::Overdraft::Allowed)
+                            .await?
+                            .ok_or_else(|| {
+                                Error::Internal("an allowed overdraft was refused".into())
+                            })?;
                     charged += cost;
                     record
                         .clone()

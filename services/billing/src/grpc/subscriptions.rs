@@ -64,7 +64,9 @@ fn name(field: &str, value: &str, v: &mut FieldViolations) {
     }
 }
 
-/// Invoices `[start, start + period)` and charges it through the ledger.
+/// Invoices `[start, start + period)` and charges it through the ledger; a
+/// period is never charged into debt: INSUFFICIENT_FUNDS (the caller's
+/// transaction then rolls the invoice back). `None` when already invoiced.
 pub async fn invoice_and_charge(
     conn: &mut diesel_async::AsyncPgConnection,
     s: &Subscription,
@@ -82,7 +84,15 @@ pub async fn invoice_and_charge(
             start.date_naive(),
             end.date_naive()
         );
-        ledger::charge(conn, s.user_id, s.plan.price, &notes).await?;
+        ledger::charge(
+            conn,
+            s.user_id,
+            s.plan.price,
+            &notes,
+            ledger::Overdraft::Refused,
+        )
+        .await?
+        .ok_or_else(|| Error::insufficient_funds("main and bonus"))?;
     }
     Ok(Some(issued))
 }

@@ -158,14 +158,24 @@ pub async fn debit(
     Ok(applied.map(|a| entry(change, entry_id, -change.amount, &a)))
 }
 
-/// Charges `amount`, bonus first then main (main may go below zero: the
-/// resources were used). Records one CHARGE entry per balance touched.
+/// Whether a charge may take the main balance below zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overdraft {
+    /// Usage: the resources were already consumed.
+    Allowed,
+    /// Subscriptions: refused (`None`) unless bonus + main cover it.
+    Refused,
+}
+
+/// Charges `amount`, bonus first then main. Records one CHARGE entry per
+/// balance touched. `None` when `overdraft` is refused and funds are short.
 pub async fn charge(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
     amount: Decimal,
     notes: &str,
-) -> QueryResult<(Balances, Decimal)> {
+    overdraft: Overdraft,
+) -> QueryResult<Option<(Balances, Decimal)>> {
     #[derive(QueryableByName)]
     struct Charged {
         #[diesel(sql_type = Text)]
@@ -179,14 +189,14 @@ pub async fn charge(
         .bind::<SqlUuid, _>(user_id)
         .execute(conn)
         .await?;
-    let charged: Charged = diesel::sql_query(
+    let charged: Option<Charged> = diesel::sql_query(
         "WITH b AS (
              UPDATE balances SET
                  last_bonus_debit = LEAST(bonus, $2::numeric),
                  bonus = bonus - LEAST(bonus, $2::numeric),
                  main = main - ($2::numeric - LEAST(bonus, $2::numeric)),
                  updated_at = now()
-             WHERE user_id = $1
+             WHERE user_id = $1 AND ($6 OR bonus + main >= $2::numeric)
              RETURNING main, bonus, last_bonus_debit AS from_bonus
          ), eb AS (
              INSERT INTO ledger (entry_id, user_id, operation, balance_type, amount, balance_after, notes)
@@ -203,15 +213,19 @@ pub async fn charge(
     .bind::<SqlUuid, _>(Uuid::now_v7())
     .bind::<SqlUuid, _>(Uuid::now_v7())
     .bind::<Text, _>(notes)
+    .bind::<diesel::sql_types::Bool, _>(overdraft == Overdraft::Allowed)
     .get_result(conn)
-    .await?;
-    Ok((
-        Balances {
-            main: dec(&charged.main),
-            bonus: dec(&charged.bonus),
-        },
-        dec(&charged.from_bonus),
-    ))
+    .await
+    .optional_row()?;
+    Ok(charged.map(|c| {
+        (
+            Balances {
+                main: dec(&c.main),
+                bonus: dec(&c.bonus),
+            },
+            dec(&c.from_bonus),
+        )
+    }))
 }
 
 trait OptionalRow<T> {
