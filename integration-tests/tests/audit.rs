@@ -1059,3 +1059,148 @@ async fn every_audit_action_accounts_declares_is_in_the_catalog() {
         );
     }
 }
+
+#[tokio::test]
+async fn forged_duplicated_and_fake_erased_rows_are_caught() {
+    let app = spawn().await;
+    let now = Utc::now();
+    let events: Vec<_> = (0..6)
+        .map(|i| event("user.signed_in", &format!("f{i}"), now))
+        .collect();
+    ingest(&app, events).await;
+    assert!(verify(&app).await.ok);
+
+    // A row dressed as erased but carrying other data.
+    tamper(
+        &app,
+        "UPDATE events SET pii_erased = true, client_ip = '192.0.2.1' WHERE seq = 2",
+    )
+    .await;
+    let broken = verify(&app).await;
+    assert_eq!(broken.first_broken_sequence, 2);
+    tamper(
+        &app,
+        "UPDATE events SET pii_erased = false, client_ip = '203.0.113.7' WHERE seq = 2",
+    )
+    .await;
+
+    // A forged row beyond the head.
+    tamper(
+        &app,
+        "INSERT INTO events (seq, event_id, occurred_at, product, action, category, result, pii_digest, prev_hash, hash)
+         SELECT 99, gen_random_uuid(), occurred_at, product, action, category, result, pii_digest, hash, hash
+         FROM events WHERE seq = 6",
+    )
+    .await;
+    let broken = verify(&app).await;
+    assert_eq!(broken.first_broken_sequence, 99);
+    assert!(broken.reason.contains("outside"), "{}", broken.reason);
+    tamper(&app, "DELETE FROM events WHERE seq = 99").await;
+
+    // A copy of a row under the same sequence number.
+    tamper(
+        &app,
+        "INSERT INTO events (seq, event_id, occurred_at, product, action, category, result, pii_digest, prev_hash, hash)
+         SELECT seq, gen_random_uuid(), occurred_at, product, action, category, result, pii_digest, prev_hash, hash
+         FROM events WHERE seq = 3",
+    )
+    .await;
+    assert_eq!(verify(&app).await.first_broken_sequence, 3);
+    tamper(
+        &app,
+        "DELETE FROM events WHERE seq = 3 AND actor_user_id = ''",
+    )
+    .await;
+    assert!(verify(&app).await.ok);
+
+    // The tail of a checked range deleted: its successor no longer links.
+    tamper(&app, "DELETE FROM events WHERE seq = 4").await;
+    let range = app
+        .audit()
+        .verify_chain(pb::VerifyChainRequest {
+            from_sequence: 1,
+            to_sequence: 4,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!range.ok);
+    assert_eq!(range.first_broken_sequence, 5);
+}
+
+#[tokio::test]
+async fn events_of_an_erased_user_arriving_later_are_stored_erased() {
+    let app = spawn().await;
+    let now = Utc::now();
+    ingest(&app, vec![event("user.signed_in", "victim", now)]).await;
+    app.audit()
+        .erase_subject_data(pb::EraseSubjectDataRequest {
+            user_id: "victim".into(),
+        })
+        .await
+        .unwrap();
+    ingest(
+        &app,
+        vec![event(
+            "user.signed_out",
+            "victim",
+            now + chrono::Duration::seconds(1),
+        )],
+    )
+    .await;
+    let later = list(
+        &app,
+        pb::EventFilter {
+            actions: vec!["user.signed_out".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(later[0].personal_data_erased);
+    assert_eq!(later[0].event.as_ref().unwrap().client_ip, "");
+    assert!(
+        !later[0]
+            .event
+            .as_ref()
+            .unwrap()
+            .comments
+            .contains_key("email")
+    );
+    assert!(verify(&app).await.ok);
+
+    // A product other than accounts cannot erase by sending the same action.
+    pb::audit_service_client::AuditServiceClient::with_interceptor(
+        app.audit_channel_for_tests(),
+        steward_integration_tests::Bearer::new(Some(
+            app.token("service:jaicp", &[Role::PlatformService]),
+        )),
+    )
+    .register_action_types(pb::RegisterActionTypesRequest {
+        product: "jaicp".into(),
+        title: "JAICP".into(),
+        action_types: vec![pb::ActionType {
+            action: "user.personal_data.deleted".into(),
+            title: "x".into(),
+        }],
+    })
+    .await
+    .unwrap();
+    ingest(&app, vec![event("user.signed_in", "bystander", now)]).await;
+    let mut impostor = event("user.personal_data.deleted", "bystander", now);
+    impostor.product = "jaicp".into();
+    ingest(&app, vec![impostor]).await;
+    let bystander = list(
+        &app,
+        pb::EventFilter {
+            subject_user_id: "bystander".into(),
+            actions: vec!["user.signed_in".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(!bystander[0].personal_data_erased);
+    assert_eq!(
+        bystander[0].event.as_ref().unwrap().client_ip,
+        "203.0.113.7"
+    );
+}

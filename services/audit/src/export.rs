@@ -171,7 +171,7 @@ pub async fn xlsx(pool: Pool, filter: Filter, chunks: mpsc::Sender<Vec<u8>>) -> 
                 }
                 for (c, value) in fields.iter().enumerate() {
                     if !value.is_empty() {
-                        sheet.write_string(r, c as u16, value).map_err(fail)?;
+                        sheet.write_string(r, c as u16, cell(value)).map_err(fail)?;
                     }
                 }
                 r += 1;
@@ -192,6 +192,18 @@ pub async fn xlsx(pool: Pool, filter: Filter, chunks: mpsc::Sender<Vec<u8>>) -> 
 }
 
 const SHEET: &str = "Audit log";
+/// Excel's limit on the text of one cell.
+const XLSX_MAX_CELL: usize = 32_767;
+
+/// A cell's text, cut at Excel's limit with a visible mark (CSV keeps all).
+fn cell(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.chars().count() <= XLSX_MAX_CELL {
+        return value.into();
+    }
+    let mut cut: String = value.chars().take(XLSX_MAX_CELL - 20).collect();
+    cut.push_str(" …[truncated]");
+    cut.into()
+}
 const XLSX_MAX_ROWS: u32 = 1_048_576;
 
 fn write_headers(

@@ -32,8 +32,12 @@ pub async fn run_once(pool: &Pool, known: &KnownPartitions) -> Result<Pass, Erro
         month = partitions::next_month(month);
     }
     let now = Utc::now();
+    let dropped = retention::drop_expired_partitions(&mut conn, now).await?;
+    for partition in &dropped {
+        known.forget(partition.month);
+    }
     let mut pass = Pass {
-        dropped_partitions: retention::drop_expired_partitions(&mut conn, now).await?,
+        dropped_partitions: dropped.into_iter().map(|p| p.name).collect(),
         trimmed: 0,
     };
     loop {

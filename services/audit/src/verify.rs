@@ -56,6 +56,10 @@ pub async fn verify(
         let mut rows = rows.iter().peekable();
         while cursor <= chunk_end {
             if let Some(row) = rows.next_if(|r| r.seq == cursor) {
+                if rows.peek().is_some_and(|next| next.seq == row.seq) {
+                    outcome.broken = Some((row.seq, "sequence number used twice".into()));
+                    return Ok(outcome);
+                }
                 let Some(prev) = expected.as_deref() else {
                     outcome.broken = Some((row.seq, "predecessor missing".into()));
                     return Ok(outcome);
@@ -72,16 +76,45 @@ pub async fn verify(
                 outcome.checked += 1;
                 expected = Some(row.hash.clone());
             } else {
-                // Removed by retention: the tombstone carries the link on.
-                // Removed without one: fine only if no event links to it.
-                expected = tombstones.get(&cursor).map(|(_, hash)| hash.clone());
+                // Removed by retention: the tombstone carries the link on
+                // (and must itself link to what came before). Removed
+                // without one: fine only if no event links to it.
+                expected = match tombstones.get(&cursor) {
+                    Some((prev, _)) if expected.as_ref().is_some_and(|e| e != prev) => {
+                        outcome.broken =
+                            Some((cursor, "tombstone does not link to its predecessor".into()));
+                        return Ok(outcome);
+                    }
+                    Some((_, hash)) => Some(hash.clone()),
+                    None => None,
+                };
             }
             cursor += 1;
         }
     }
-    // The newest event must be the one the head remembers.
-    if to == head_seq && head_seq > 0 && expected.as_deref() != Some(head_hash.as_slice()) {
-        outcome.broken = Some((head_seq, "chain head does not match the last event".into()));
+    if to == head_seq {
+        // The newest event must be the one the head remembers, and nothing
+        // may sit outside the chain.
+        if head_seq > 0 && expected.as_deref() != Some(head_hash.as_slice()) {
+            outcome.broken = Some((head_seq, "chain head does not match the last event".into()));
+        } else if let Some(seq) = events::outside_chain(conn, head_seq).await? {
+            outcome.broken = Some((seq, "event outside the chain".into()));
+        }
+    } else {
+        // The range's last link must hold too: what follows it points here.
+        let next = events::by_sequence(conn, to + 1, to + 1, 1).await?;
+        let next_prev = match next.first() {
+            Some(row) => Some(row.prev_hash.clone()),
+            None => events::tombstones(conn, to + 1, to + 1)
+                .await?
+                .first()
+                .map(|t| t.1.clone()),
+        };
+        if let Some(next_prev) = next_prev
+            && expected.as_ref() != Some(&next_prev)
+        {
+            outcome.broken = Some((to + 1, "does not link to the end of the range".into()));
+        }
     }
     Ok(outcome)
 }

@@ -19,76 +19,126 @@ use crate::{
 
 /// The action whose SUCCESS from accounts means "erase this subject's data".
 pub const ERASURE_ACTION: &str = "user.personal_data.deleted";
+pub const ERASURE_PRODUCT: &str = "accounts";
 
-/// Months whose partition is known to exist (creating one takes a strong
-/// lock on the parent, so it is done once).
+/// Months whose partition is known to exist. Creating a partition locks
+/// the parent, so it is done once; a month is remembered only after the
+/// transaction that created it committed, and forgotten when dropped.
 #[derive(Clone, Default)]
 pub struct KnownPartitions(Arc<Mutex<HashSet<NaiveDate>>>);
 
 impl KnownPartitions {
+    fn contains(&self, month: NaiveDate) -> bool {
+        self.0.lock().expect("not poisoned").contains(&month)
+    }
+
+    pub fn remember(&self, months: impl IntoIterator<Item = NaiveDate>) {
+        self.0.lock().expect("not poisoned").extend(months);
+    }
+
+    pub fn forget(&self, month: NaiveDate) {
+        self.0.lock().expect("not poisoned").remove(&month);
+    }
+
+    /// Creates the partition (outside any caller transaction) and remembers it.
     pub async fn ensure(
         &self,
         conn: &mut AsyncPgConnection,
         month: NaiveDate,
     ) -> diesel::QueryResult<()> {
-        if self.0.lock().expect("not poisoned").contains(&month) {
-            return Ok(());
+        if !self.contains(month) {
+            partitions::ensure(conn, month).await?;
+            self.remember([month]);
         }
-        partitions::ensure(conn, month).await?;
-        self.0.lock().expect("not poisoned").insert(month);
         Ok(())
     }
 }
 
-/// Appends events to the chain inside the caller's transaction; returns,
-/// per event, whether it was new (false: already stored, acknowledged
-/// again). Holds the chain head lock until the transaction ends.
+/// What an append did.
+#[derive(Debug, Default)]
+pub struct Appended {
+    /// Per input event: stored now (false: already stored, acknowledged again).
+    pub fresh: Vec<bool>,
+    /// Partitions this transaction created: remember them once it commits.
+    pub created_months: Vec<NaiveDate>,
+}
+
+/// Appends events to the chain inside the caller's transaction. Holds the
+/// chain head lock until the transaction ends.
 pub async fn append(
     conn: &mut AsyncPgConnection,
     known: &KnownPartitions,
     batch: &[Event],
-) -> diesel::QueryResult<Vec<bool>> {
+) -> diesel::QueryResult<Appended> {
     let (mut seq, mut prev) = events::lock_head(conn).await?;
     let keys: Vec<_> = batch.iter().map(|e| (e.event_id, e.occurred_at)).collect();
     let stored = events::existing(conn, &keys).await?;
+    let mut people: Vec<String> = batch
+        .iter()
+        .flat_map(|e| [&e.subject_user_id, &e.actor_user_id, &e.modified_user_id])
+        .filter(|u| !u.is_empty())
+        .cloned()
+        .collect();
+    people.sort();
+    people.dedup();
+    let erased = events::erased_among(conn, &people).await?;
+    let is_erased = |e: &Event| {
+        [&e.subject_user_id, &e.actor_user_id, &e.modified_user_id]
+            .iter()
+            .any(|u| erased.contains(*u))
+    };
     let mut seen = HashSet::new();
     let mut rows = Vec::new();
-    let mut fresh = Vec::with_capacity(batch.len());
+    let mut appended = Appended::default();
     for event in batch {
         let new = !stored.contains(&event.event_id) && seen.insert(event.event_id);
         if new {
             seq += 1;
-            let sealed = seal(event, seq, &prev);
+            // A user erased before: the event arrives erased.
+            let (event, sealed) = if is_erased(event) {
+                let blank = event.erased();
+                let mut sealed = seal(&blank, seq, &prev);
+                sealed.pii_salt = None;
+                sealed.pii_digest = blank.pii_digest(&[]);
+                sealed.hash = blank.hash(&sealed.pii_digest, &prev, seq);
+                (blank, sealed)
+            } else {
+                (event.clone(), seal(event, seq, &prev))
+            };
             prev = sealed.hash;
-            rows.push((event.clone(), sealed));
+            rows.push((event, sealed));
         }
-        fresh.push(new);
+        appended.fresh.push(new);
     }
     if rows.is_empty() {
-        return Ok(fresh);
+        return Ok(appended);
     }
     let months: HashSet<_> = rows
         .iter()
         .map(|(e, _)| partitions::month_of(e.occurred_at))
         .collect();
     for month in months {
-        known.ensure(conn, month).await?;
+        if !known.contains(month) {
+            partitions::ensure(conn, month).await?;
+            appended.created_months.push(month);
+        }
     }
     events::insert(conn, &rows).await?;
     let added: Vec<&Event> = rows.iter().map(|(e, _)| e).collect();
     rollup::add(conn, &added).await?;
     events::set_head(conn, seq, &prev).await?;
     // Accounts erased a user's personal data: erase it here too, in the
-    // same transaction as the event that says so.
+    // same transaction as the event that says so. Only accounts may say so.
     for (event, _) in &rows {
-        if event.action == ERASURE_ACTION
+        if event.product == ERASURE_PRODUCT
+            && event.action == ERASURE_ACTION
             && event.result == steward_proto::common::Result::Success as i16
             && !event.subject_user_id.is_empty()
         {
             events::erase_subject(conn, &event.subject_user_id).await?;
         }
     }
-    Ok(fresh)
+    Ok(appended)
 }
 
 struct Job {
@@ -171,10 +221,13 @@ async fn write(
         tracing::warn!(error = %e, "audit writer has no database connection");
         "the database is unavailable, retry later".to_owned()
     })?;
-    conn.transaction::<_, diesel::result::Error, _>(async |conn| append(conn, known, events).await)
+    let appended = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| append(conn, known, events).await)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "audit ingest transaction failed");
             "could not store the events, retry later".to_owned()
-        })
+        })?;
+    known.remember(appended.created_months);
+    Ok(appended.fresh)
 }

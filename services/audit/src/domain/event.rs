@@ -77,7 +77,8 @@ impl Event {
 #[derive(Debug, Clone)]
 pub struct Seal {
     pub seq: i64,
-    pub pii_salt: Vec<u8>,
+    /// None when stored already erased.
+    pub pii_salt: Option<Vec<u8>>,
     pub pii_digest: Hash,
     pub prev_hash: Hash,
     pub hash: Hash,
@@ -89,10 +90,26 @@ pub fn seal(event: &Event, seq: i64, prev: &Hash) -> Seal {
     let hash = event.hash(&pii_digest, prev, seq);
     Seal {
         seq,
-        pii_salt,
+        pii_salt: Some(pii_salt),
         pii_digest,
         prev_hash: *prev,
         hash,
+    }
+}
+
+impl Event {
+    /// This event without its personal data (stored for an erased user).
+    pub fn erased(&self) -> Event {
+        Event {
+            client_ip: String::new(),
+            user_agent: String::new(),
+            pii_comments: Default::default(),
+            ..self.clone()
+        }
+    }
+
+    pub fn has_personal_data(&self) -> bool {
+        !self.client_ip.is_empty() || !self.user_agent.is_empty() || !self.pii_comments.is_empty()
     }
 }
 
@@ -134,7 +151,13 @@ impl StoredEvent {
         {
             return Err(Broken::Hash);
         }
-        if !self.pii_erased {
+        if self.pii_erased {
+            // Erasure blanks the data and forgets the salt; anything else
+            // in an "erased" row is an edit.
+            if self.event.has_personal_data() || self.pii_salt.is_some() {
+                return Err(Broken::PersonalData);
+            }
+        } else {
             let salt = self.pii_salt.as_deref().unwrap_or_default();
             if self.event.pii_digest(salt).as_slice() != self.pii_digest {
                 return Err(Broken::PersonalData);

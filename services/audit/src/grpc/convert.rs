@@ -97,8 +97,11 @@ pub fn event_from(
     let mut comments = BTreeMap::new();
     let mut pii_comments = BTreeMap::new();
     for (key, value) in &e.comments {
-        if key.is_empty() || key.len() > MAX_COMMENT_KEY {
-            v.add(f("comments"), format!("keys are 1-{MAX_COMMENT_KEY} bytes"));
+        if key.is_empty() || key.len() > MAX_COMMENT_KEY || key.chars().any(char::is_control) {
+            v.add(
+                f("comments"),
+                format!("keys are 1-{MAX_COMMENT_KEY} bytes without control characters"),
+            );
         }
         validate::text(v, &f(&format!("comments.{key}")), value, MAX_COMMENT_VALUE);
         let target = if is_pii_key(key) {

@@ -122,6 +122,8 @@ impl Shared {
         let mut v = FieldViolations::new();
         let own = convert::event_from(0, &event, &known, Utc::now(), &mut v)
             .ok_or_else(|| Error::Internal(format!("own audit event invalid: {v}")))?;
+        // Partitions it creates are not remembered: the caller's transaction
+        // may still roll back. The next ingest or housekeeping pass caches them.
         writer::append(conn, &self.known, &[own]).await?;
         Ok(())
     }
@@ -393,19 +395,22 @@ impl pb::audit_service_server::AuditService for AuditApi {
         let shared = self.0.clone();
         let summary = format!("{filter:?}");
         let producer = tokio::spawn(async move {
-            let rows = match format {
+            let produced = match format {
                 pb::ExportFormat::Csv => export::csv(shared.pool.clone(), filter, chunks_tx).await,
                 _ => export::xlsx(shared.pool.clone(), filter, chunks_tx).await,
-            }?;
-            // The export is itself audited once it is complete.
+            };
+            // The export is audited whether it completed or not.
             let record = record
-                .comment("rows", rows.to_string())
                 .comment("format", file_name.rsplit('.').next().unwrap_or_default())
                 .comment("filter", summary.chars().take(2000).collect::<String>());
+            let record = match &produced {
+                Ok(rows) => record.comment("rows", rows.to_string()),
+                Err(err) => record.failed(err.to_string()),
+            };
             let mut conn = shared.pool.get().await?;
             conn.transaction::<_, Error, _>(async |conn| shared.record_own(conn, &record).await)
                 .await?;
-            Ok::<u64, Error>(rows)
+            produced
         });
         let stream = export_stream(file_name, content_type, chunks, producer);
         Ok(Response::new(stream))

@@ -164,12 +164,12 @@ pub async fn insert(conn: &mut AsyncPgConnection, rows: &[(Event, Seal)]) -> Que
             actor_user_id, subject_user_id, modified_user_id, impersonator_user_id,
             impersonation_session_id, token_id, project, comments, pii_comments, client_ip,
             user_agent, result, error_message, duration_us, request_id, trace_id, source,
-            pii_salt, pii_digest, prev_hash, hash)
+            pii_salt, pii_digest, prev_hash, hash, pii_erased)
          SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[],
             $6::int2[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
             $13::text[], $14::jsonb[], $15::jsonb[], $16::text[], $17::text[], $18::int2[],
             $19::text[], $20::int8[], $21::text[], $22::text[], $23::text[], $24::bytea[],
-            $25::bytea[], $26::bytea[], $27::bytea[])",
+            $25::bytea[], $26::bytea[], $27::bytea[], $28::bool[])",
     )
     .bind::<Array<Int8>, _>(col!(|(_, s)| s.seq))
     .bind::<Array<SqlUuid>, _>(col!(|(e, _)| e.event_id))
@@ -194,10 +194,11 @@ pub async fn insert(conn: &mut AsyncPgConnection, rows: &[(Event, Seal)]) -> Que
     .bind::<Array<Text>, _>(col!(|(e, _)| e.request_id.clone()))
     .bind::<Array<Text>, _>(col!(|(e, _)| e.trace_id.clone()))
     .bind::<Array<Text>, _>(col!(|(e, _)| e.source.clone()))
-    .bind::<Array<Nullable<Bytea>>, _>(col!(|(_, s)| Some(s.pii_salt.clone())))
+    .bind::<Array<Nullable<Bytea>>, _>(col!(|(_, s)| s.pii_salt.clone()))
     .bind::<Array<Bytea>, _>(col!(|(_, s)| s.pii_digest.to_vec()))
     .bind::<Array<Bytea>, _>(col!(|(_, s)| s.prev_hash.to_vec()))
     .bind::<Array<Bytea>, _>(col!(|(_, s)| s.hash.to_vec()))
+    .bind::<Array<Bool>, _>(col!(|(_, s)| s.pii_salt.is_none()))
     .execute(conn)
     .await
 }
@@ -358,10 +359,45 @@ pub async fn list(
         .map(|rows| rows.into_iter().map(StoredEvent::from).collect())
 }
 
+/// Which of these user ids were erased.
+pub async fn erased_among(
+    conn: &mut AsyncPgConnection,
+    users: &[String],
+) -> QueryResult<HashSet<String>> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = Text)]
+        user_id: String,
+    }
+    if users.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<Id> =
+        diesel::sql_query("SELECT user_id FROM erased_subjects WHERE user_id = ANY($1)")
+            .bind::<Array<Text>, _>(users)
+            .load(conn)
+            .await?;
+    Ok(rows.into_iter().map(|r| r.user_id).collect())
+}
+
+/// The lowest sequence stored outside `[1, head]` (forged rows), if any.
+pub async fn outside_chain(conn: &mut AsyncPgConnection, head: i64) -> QueryResult<Option<i64>> {
+    e::events
+        .filter(e::seq.gt(head).or(e::seq.lt(1)))
+        .select(diesel::dsl::min(e::seq))
+        .first::<Option<i64>>(conn)
+        .await
+}
+
 /// Blanks the personal data of every event the user is subject, actor or
-/// modified user of. The salt goes too, so the digest can no longer be
-/// tested against guesses.
+/// modified user of, and remembers the user so that later events arrive
+/// erased. The salt goes too, so the digest can no longer be tested
+/// against guesses.
 pub async fn erase_subject(conn: &mut AsyncPgConnection, user_id: &str) -> QueryResult<usize> {
+    diesel::sql_query("INSERT INTO erased_subjects (user_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind::<Text, _>(user_id)
+        .execute(conn)
+        .await?;
     diesel::update(
         e::events
             .filter(

@@ -55,12 +55,22 @@ pub async fn set(conn: &mut AsyncPgConnection, policy: &Policy) -> QueryResult<(
         .map(|_| ())
 }
 
+/// Locks the chain head for the rest of the transaction (retention and
+/// appends serialise, so a successor cannot appear mid-deletion) and
+/// returns its sequence: the newest event is never removed.
+async fn lock_head(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    use super::schema::chain_head::dsl as h;
+    h::chain_head.select(h::seq).for_update().first(conn).await
+}
+
 /// Drops every partition whose whole month is older than the longest
-/// retention: no policy can still want any of its rows.
+/// retention: no policy can still want any of its rows. Each drop is its
+/// own transaction; a partition holding the newest event is kept.
 pub async fn drop_expired_partitions(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
-) -> QueryResult<Vec<String>> {
+) -> QueryResult<Vec<Partition>> {
+    use diesel_async::AsyncConnection;
     let longest = list(conn)
         .await?
         .iter()
@@ -70,13 +80,45 @@ pub async fn drop_expired_partitions(
     let cutoff = (now - Duration::days(longest.into())).date_naive();
     let mut dropped = Vec::new();
     for partition in partitions::list(conn).await? {
-        if partitions::next_month(partition.month) <= cutoff {
-            tombstone_partition(conn, &partition).await?;
-            partitions::drop(conn, &partition).await?;
-            dropped.push(partition.name);
+        if partitions::next_month(partition.month) > cutoff {
+            continue;
+        }
+        let gone = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                let head = lock_head(conn).await?;
+                if holds_seq(conn, &partition, head).await? {
+                    return Ok(false);
+                }
+                tombstone_partition(conn, &partition).await?;
+                partitions::drop(conn, &partition).await?;
+                Ok(true)
+            })
+            .await?;
+        if gone {
+            dropped.push(partition);
         }
     }
     Ok(dropped)
+}
+
+async fn holds_seq(
+    conn: &mut AsyncPgConnection,
+    partition: &Partition,
+    seq: i64,
+) -> QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        found: bool,
+    }
+    diesel::sql_query(format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE seq = $1) AS found",
+        partition.name
+    ))
+    .bind::<Int8, _>(seq)
+    .get_result::<Found>(conn)
+    .await
+    .map(|f| f.found)
 }
 
 /// Keeps the links from rows of `partition` to successors outside it.
@@ -116,9 +158,10 @@ pub async fn trim_batch(
         .min()
         .unwrap_or(i32::MAX);
     let horizon = now - Duration::days(shortest.into());
+    let head = lock_head(conn).await?;
     let doomed: Vec<i64> = diesel::sql_query(
         "SELECT e.seq FROM events e
-         WHERE e.occurred_at < $1
+         WHERE e.occurred_at < $1 AND e.seq <> $4
            AND e.occurred_at < $2 - make_interval(days => (
                SELECT p.retention_days FROM retention_policies p
                WHERE (p.product = e.product OR p.product = '')
@@ -130,6 +173,7 @@ pub async fn trim_batch(
     .bind::<diesel::sql_types::Timestamptz, _>(horizon)
     .bind::<diesel::sql_types::Timestamptz, _>(now)
     .bind::<Int8, _>(batch)
+    .bind::<Int8, _>(head)
     .load::<Seq>(conn)
     .await?
     .into_iter()
