@@ -278,25 +278,36 @@ async fn main() {
         println!("{name:<30} p50 {p50:>9.2?}  p99 {p99:>9.2?}");
     }
 
-    println!("\n== GetActivityHistory, 30 days, first page of 50 (50 calls)");
+    println!("\n== GetActivityHistory, all users, first page of 50 (50 calls)");
     let end = Utc::now().date_naive();
-    let start = end - Duration::days(30);
-    let (p50, p99) = timed(50, |_| {
-        let mut audit = audit.clone();
-        async move {
-            audit
-                .get_activity_history(pb::GetActivityHistoryRequest {
-                    start_date: start.to_string(),
-                    end_date: end.to_string(),
-                    user_ids: vec![],
-                    page: None,
-                })
-                .await
-                .expect("history");
-        }
-    })
-    .await;
-    println!("all users                      p50 {p50:>9.2?}  p99 {p99:>9.2?}");
+    for (name, days, order) in [
+        ("30 days, by user id", 30, pb::ActivityOrder::UserId),
+        ("90 days, by user id", 90, pb::ActivityOrder::UserId),
+        (
+            "30 days, most active first",
+            30,
+            pb::ActivityOrder::ActionsDesc,
+        ),
+    ] {
+        let start = end - Duration::days(days);
+        let (p50, p99) = timed(50, |_| {
+            let mut audit = audit.clone();
+            async move {
+                audit
+                    .get_activity_history(pb::GetActivityHistoryRequest {
+                        start_date: start.to_string(),
+                        end_date: end.to_string(),
+                        user_ids: vec![],
+                        page: None,
+                        order_by: order as i32,
+                    })
+                    .await
+                    .expect("history");
+            }
+        })
+        .await;
+        println!("{name:<30} p50 {p50:>9.2?}  p99 {p99:>9.2?}");
+    }
 
     println!("\n== ExportEvents");
     // About a million rows: the newest slice of the seeded range.

@@ -585,6 +585,7 @@ async fn activity_history_counts_actions_per_user() {
         end_date: day(end).format("%Y-%m-%d").to_string(),
         user_ids: vec![],
         page: None,
+        order_by: pb::ActivityOrder::ActionsDesc as i32,
     };
     let history = app
         .audit()
@@ -660,6 +661,41 @@ async fn activity_history_counts_actions_per_user() {
             .map(|a| a.user_id.as_str())
             .collect::<Vec<_>>(),
         ["calm"]
+    );
+    // By user id (the default): pages follow the ids.
+    let mut by_user = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = app
+            .audit()
+            .get_activity_history(pb::GetActivityHistoryRequest {
+                order_by: pb::ActivityOrder::Unspecified as i32,
+                page: Some(PageRequest {
+                    page_size: 1,
+                    page_token: token.clone(),
+                }),
+                ..range(60, 0)
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        by_user.extend(
+            page.activities
+                .iter()
+                .map(|a| (a.user_id.clone(), a.actions_count)),
+        );
+        token = page.page.unwrap().next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        by_user,
+        [
+            ("busy".to_string(), 7),
+            ("calm".into(), 1),
+            ("old".into(), 9)
+        ]
     );
     let err = app
         .audit()

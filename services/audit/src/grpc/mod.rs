@@ -327,8 +327,16 @@ impl pb::audit_service_server::AuditService for AuditApi {
         if r.user_ids.len() > 1000 {
             v.add("user_ids", "at most 1000 users");
         }
+        let order = match pb::ActivityOrder::try_from(r.order_by) {
+            Ok(pb::ActivityOrder::ActionsDesc) => rollup::Order::ActionsDesc,
+            Ok(_) => rollup::Order::UserId,
+            Err(_) => {
+                v.add("order_by", "unknown order");
+                rollup::Order::UserId
+            }
+        };
         v.check().map_err(Error::from)?;
-        let fingerprint = format!("activity|{start}|{end}|{:?}", r.user_ids);
+        let fingerprint = format!("activity|{start}|{end}|{:?}|{order:?}", r.user_ids);
         let page = self
             .0
             .tokens
@@ -340,6 +348,7 @@ impl pb::audit_service_server::AuditService for AuditApi {
             start,
             end,
             &r.user_ids,
+            order,
             page.after.as_ref(),
             page.limit(),
         )

@@ -54,43 +54,67 @@ pub struct Activity {
     pub actions: i64,
 }
 
-/// Keyset position in (actions desc, user id asc) order.
+/// The order of the activity history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// By user id: a page reads only its own users' rows.
+    UserId,
+    /// Most active first: the whole range is aggregated per query.
+    ActionsDesc,
+}
+
+/// Keyset position: (actions desc, user id) or user id alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     pub actions: i64,
     pub user_id: String,
 }
 
-/// Actions per user between two dates (inclusive), most active first.
+/// Actions per user between two dates (inclusive), in `order`.
 pub async fn activity(
     conn: &mut AsyncPgConnection,
     start: NaiveDate,
     end: NaiveDate,
     users: &[String],
+    order: Order,
     after: Option<&Cursor>,
     limit: i64,
 ) -> diesel::QueryResult<Vec<Activity>> {
     let (after_actions, after_user) = after
         .map(|c| (c.actions, c.user_id.clone()))
         .unwrap_or((i64::MAX, String::new()));
-    diesel::sql_query(
-        "SELECT user_id, actions FROM (
-             SELECT subject_user_id AS user_id, sum(count)::int8 AS actions
+    let sql = match order {
+        // Walks the (user, day) index from the cursor: GroupAggregate + LIMIT.
+        Order::UserId => {
+            "SELECT subject_user_id AS user_id, sum(count)::int8 AS actions
              FROM activity_daily
              WHERE day BETWEEN $1 AND $2
                AND (cardinality($3::text[]) = 0 OR subject_user_id = ANY($3))
+               AND subject_user_id > $5
              GROUP BY subject_user_id
-         ) a
-         WHERE actions < $4 OR (actions = $4 AND user_id > $5)
-         ORDER BY actions DESC, user_id
-         LIMIT $6",
-    )
-    .bind::<Date, _>(start)
-    .bind::<Date, _>(end)
-    .bind::<Array<Text>, _>(users.to_vec())
-    .bind::<Int8, _>(after_actions)
-    .bind::<Text, _>(after_user)
-    .bind::<Int8, _>(limit)
-    .load(conn)
-    .await
+             ORDER BY subject_user_id
+             LIMIT $6"
+        }
+        Order::ActionsDesc => {
+            "SELECT user_id, actions FROM (
+                 SELECT subject_user_id AS user_id, sum(count)::int8 AS actions
+                 FROM activity_daily
+                 WHERE day BETWEEN $1 AND $2
+                   AND (cardinality($3::text[]) = 0 OR subject_user_id = ANY($3))
+                 GROUP BY subject_user_id
+             ) a
+             WHERE actions < $4 OR (actions = $4 AND user_id > $5)
+             ORDER BY actions DESC, user_id
+             LIMIT $6"
+        }
+    };
+    diesel::sql_query(sql)
+        .bind::<Date, _>(start)
+        .bind::<Date, _>(end)
+        .bind::<Array<Text>, _>(users.to_vec())
+        .bind::<Int8, _>(after_actions)
+        .bind::<Text, _>(after_user)
+        .bind::<Int8, _>(limit)
+        .load(conn)
+        .await
 }
