@@ -37,6 +37,21 @@ impl Error {
     }
 }
 
+/// A reused key is the caller's mistake (a field violation); a stored
+/// response that no longer decodes is ours.
+impl From<steward_kit::idempotency::IdempotencyError> for Error {
+    fn from(err: steward_kit::idempotency::IdempotencyError) -> Self {
+        use steward_kit::idempotency::IdempotencyError as E;
+        match err {
+            E::Mismatch => {
+                FieldViolations::single("request_id", "already used for a different request").into()
+            }
+            E::Decode(e) => Self::Internal(format!("stored response: {e}")),
+            E::Database(e) => e.into(),
+        }
+    }
+}
+
 impl From<FieldViolations> for Error {
     fn from(v: FieldViolations) -> Self {
         Self::Invalid(v)

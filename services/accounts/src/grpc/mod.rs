@@ -8,12 +8,11 @@ pub mod convert;
 use std::collections::HashMap;
 
 use diesel_async::AsyncConnection;
-use prost::Message;
 use steward_kit::{
     FieldViolations, RequestContext,
     auth::{Caller, Grant},
     db::{Pool, PooledConnection},
-    idempotency::{self, IdempotencyError},
+    idempotency,
     outbox::{self, AuditRecord},
     page::{self, PageTokens},
 };
@@ -120,32 +119,6 @@ fn record<T>(
 /// each other's responses, however they choose keys.
 fn scope(method: &str, caller: &Caller) -> String {
     format!("{method}:{}", caller.user_id)
-}
-
-async fn replayed<M: Message + Default>(
-    conn: &mut diesel_async::AsyncPgConnection,
-    scope: &str,
-    key: &str,
-    fingerprint: &[u8],
-) -> Result<Option<M>, Error> {
-    idempotency::replay(conn, scope, key, fingerprint)
-        .await
-        .map_err(|e| match e {
-            IdempotencyError::Mismatch => {
-                FieldViolations::single("request_id", "already used for a different request").into()
-            }
-            IdempotencyError::Decode(e) => Error::Internal(format!("stored response: {e}")),
-            IdempotencyError::Database(e) => e.into(),
-        })
-}
-
-async fn remember<M: Message>(
-    conn: &mut diesel_async::AsyncPgConnection,
-    scope: &str,
-    key: &str,
-    response: &M,
-) -> Result<(), Error> {
-    Ok(idempotency::remember(conn, scope, key, response).await?)
 }
 
 fn parse_id(field: &str, raw: &str) -> Result<Uuid, Error> {
@@ -309,7 +282,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             });
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) = replayed(
+                if let Some(previous) = idempotency::replay(
                     conn,
                     &scope("CreateUser", &caller),
                     &r.request_id,
@@ -323,7 +296,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                 let response = pb::CreateUserResponse {
                     user: Some(convert::user(&user)),
                 };
-                remember(
+                idempotency::remember(
                     conn,
                     &scope("CreateUser", &caller),
                     &r.request_id,
@@ -514,7 +487,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let fingerprint = idempotency::fingerprint(&r);
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) = replayed(
+                if let Some(previous) = idempotency::replay(
                     conn,
                     &scope("BatchChangeStatus", &caller),
                     &r.request_id,
@@ -573,7 +546,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                     }
                 }
                 let response = pb::BatchChangeStatusResponse { results };
-                remember(
+                idempotency::remember(
                     conn,
                     &scope("BatchChangeStatus", &caller),
                     &r.request_id,
@@ -609,7 +582,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let fingerprint = idempotency::fingerprint(&r);
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) = replayed(
+                if let Some(previous) = idempotency::replay(
                     conn,
                     &scope("BatchChangeGroup", &caller),
                     &r.request_id,
@@ -686,7 +659,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                     results.push(success(&updated));
                 }
                 let response = pb::BatchChangeGroupResponse { results };
-                remember(
+                idempotency::remember(
                     conn,
                     &scope("BatchChangeGroup", &caller),
                     &r.request_id,
@@ -719,7 +692,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let fingerprint = idempotency::fingerprint(&r);
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) = replayed(
+                if let Some(previous) = idempotency::replay(
                     conn,
                     &scope("ChangeEmail", &caller),
                     &r.request_id,
@@ -771,7 +744,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                 let response = pb::ChangeEmailResponse {
                     user: Some(convert::user(&updated)),
                 };
-                remember(
+                idempotency::remember(
                     conn,
                     &scope("ChangeEmail", &caller),
                     &r.request_id,
@@ -883,7 +856,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             let fingerprint = idempotency::fingerprint(&r);
             let mut conn = self.conn().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) = replayed(
+                if let Some(previous) = idempotency::replay(
                     conn,
                     &scope("BatchDeletePersonalData", &caller),
                     &r.request_id,
@@ -930,7 +903,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
                     }
                 }
                 let response = pb::BatchDeletePersonalDataResponse { results };
-                remember(
+                idempotency::remember(
                     conn,
                     &scope("BatchDeletePersonalData", &caller),
                     &r.request_id,

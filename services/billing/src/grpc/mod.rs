@@ -10,14 +10,13 @@ pub use subscriptions::invoice_and_charge;
 use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
-use prost::Message;
+use diesel_async::AsyncConnection;
 use rust_decimal::Decimal;
 use steward_kit::{
     FieldViolations, RequestContext,
     auth::Caller,
     db::Pool,
-    idempotency::{self, IdempotencyError},
+    idempotency,
     outbox::{self, AuditRecord},
     page::{self, PageTokens},
 };
@@ -82,23 +81,6 @@ fn record<T>(request: &Request<T>, action: &str) -> Result<(Caller, AuditRecord)
 
 fn scope(method: &str, caller: &Caller) -> String {
     format!("{method}:{}", caller.user_id)
-}
-
-async fn replayed<M: Message + Default>(
-    conn: &mut AsyncPgConnection,
-    scope: &str,
-    key: &str,
-    fingerprint: &[u8],
-) -> Result<Option<M>, Error> {
-    idempotency::replay(conn, scope, key, fingerprint)
-        .await
-        .map_err(|e| match e {
-            IdempotencyError::Mismatch => {
-                FieldViolations::single("request_id", "already used for a different request").into()
-            }
-            IdempotencyError::Decode(e) => Error::Internal(format!("stored response: {e}")),
-            IdempotencyError::Database(e) => e.into(),
-        })
 }
 
 fn user_id(field: &str, raw: &str, v: &mut FieldViolations) -> Uuid {
@@ -244,7 +226,9 @@ impl pb::billing_service_server::BillingService for BillingApi {
             let scope = scope("Refill", &caller);
             let mut conn = self.pool.get().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) = replayed(conn, &scope, &r.request_id, &fingerprint).await? {
+                if let Some(previous) =
+                    idempotency::replay(conn, &scope, &r.request_id, &fingerprint).await?
+                {
                     return Ok(previous);
                 }
                 let change = Change {
@@ -329,7 +313,9 @@ impl pb::billing_service_server::BillingService for BillingApi {
             let scope = scope("Withdraw", &caller);
             let mut conn = self.pool.get().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) = replayed(conn, &scope, &r.request_id, &fingerprint).await? {
+                if let Some(previous) =
+                    idempotency::replay(conn, &scope, &r.request_id, &fingerprint).await?
+                {
                     return Ok(previous);
                 }
                 let change = Change {
@@ -392,7 +378,9 @@ impl pb::billing_service_server::BillingService for BillingApi {
             let scope = scope("GrantRegistrationBonus", &caller);
             let mut conn = self.pool.get().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) = replayed(conn, &scope, &r.request_id, &fingerprint).await? {
+                if let Some(previous) =
+                    idempotency::replay(conn, &scope, &r.request_id, &fingerprint).await?
+                {
                     return Ok(previous);
                 }
                 let (entry, balances) = ledger::credit(

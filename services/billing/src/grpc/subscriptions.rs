@@ -6,7 +6,7 @@ use steward_kit::{FieldViolations, auth::Caller, idempotency};
 use steward_proto::billing as pb;
 use tonic::{Code, Request, Response, Status};
 
-use super::{BillingApi, convert, record, replayed, scope, user_id};
+use super::{BillingApi, convert, record, scope, user_id};
 use crate::{
     domain::{
         money,
@@ -193,7 +193,9 @@ impl BillingApi {
             let scope = scope("CreateSubscription", &caller);
             let mut conn = self.pool.get().await?;
             conn.transaction::<_, Error, _>(async |conn| {
-                if let Some(previous) = replayed(conn, &scope, &r.request_id, &fingerprint).await? {
+                if let Some(previous) =
+                    idempotency::replay(conn, &scope, &r.request_id, &fingerprint).await?
+                {
                     return Ok(previous);
                 }
                 let chosen = subscriptions::plan(conn, plan_id).await?.ok_or_else(|| {
