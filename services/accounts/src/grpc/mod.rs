@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use diesel_async::AsyncConnection;
 use steward_kit::{
-    FieldViolations, RequestContext,
+    FieldViolations,
     auth::{Caller, Grant},
     db::{Pool, PooledConnection},
     idempotency,
@@ -82,35 +82,6 @@ impl AccountsApi {
         })
         .await
     }
-
-    /// Maps a command's outcome to the response, auditing a refusal in its
-    /// own transaction (the command's was rolled back).
-    async fn finish<T>(
-        &self,
-        record: AuditRecord,
-        result: Result<T, Error>,
-    ) -> Result<Response<T>, Status> {
-        match result {
-            Ok(value) => Ok(Response::new(value)),
-            Err(err) => {
-                if err.is_domain() {
-                    outbox::record_refusal(&self.pool, record, err.to_string()).await;
-                }
-                Err(err.into())
-            }
-        }
-    }
-}
-
-fn record<T>(
-    request: &Request<T>,
-    action: &str,
-    subject: &str,
-) -> Result<(Caller, RequestContext, AuditRecord), Status> {
-    let caller = Caller::of(request)?;
-    let context = RequestContext::of(request);
-    let record = AuditRecord::new(SOURCE, action, &caller, &context, subject);
-    Ok((caller, context, record))
 }
 
 /// Claims the request's idempotency key inside the transaction; `Some`
@@ -212,7 +183,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
-        let (caller, _, record) = record(&request, "user.created", "")?;
+        let (caller, record) = AuditRecord::for_request(SOURCE, "user.created", &request)?;
         let r = request.into_inner();
         let result = async {
             let mut v = FieldViolations::new();
@@ -308,7 +279,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn get_user(
@@ -333,7 +304,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         &self,
         request: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::UpdateUserResponse>, Status> {
-        let (caller, _, record) = record(&request, "user.profile.updated", "")?;
+        let (caller, record) = AuditRecord::for_request(SOURCE, "user.profile.updated", &request)?;
         let r = request.into_inner();
         let target = r.user.as_ref().map(|u| u.id.clone()).unwrap_or_default();
         let record = record.subject(&target);
@@ -400,7 +371,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn list_users(
@@ -471,7 +442,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         &self,
         request: Request<pb::BatchChangeStatusRequest>,
     ) -> Result<Response<pb::BatchChangeStatusResponse>, Status> {
-        let (caller, _, record) = record(&request, "user.status.changed", "")?;
+        let (caller, record) = AuditRecord::for_request(SOURCE, "user.status.changed", &request)?;
         let r = request.into_inner();
         let result = async {
             let mut v = FieldViolations::new();
@@ -558,14 +529,14 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn batch_change_group(
         &self,
         request: Request<pb::BatchChangeGroupRequest>,
     ) -> Result<Response<pb::BatchChangeGroupResponse>, Status> {
-        let (caller, _, record) = record(&request, "user.group.changed", "")?;
+        let (caller, record) = AuditRecord::for_request(SOURCE, "user.group.changed", &request)?;
         let r = request.into_inner();
         let result = async {
             let mut v = FieldViolations::new();
@@ -671,14 +642,14 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn change_email(
         &self,
         request: Request<pb::ChangeEmailRequest>,
     ) -> Result<Response<pb::ChangeEmailResponse>, Status> {
-        let (caller, _, record) = record(&request, "user.email.changed", "")?;
+        let (caller, record) = AuditRecord::for_request(SOURCE, "user.email.changed", &request)?;
         let r = request.into_inner();
         let record = record.subject(&r.user_id);
         let result = async {
@@ -756,14 +727,14 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn set_roles(
         &self,
         request: Request<pb::SetRolesRequest>,
     ) -> Result<Response<pb::SetRolesResponse>, Status> {
-        let (_, _, record) = record(&request, "user.roles.updated", "")?;
+        let (_, record) = AuditRecord::for_request(SOURCE, "user.roles.updated", &request)?;
         let r = request.into_inner();
         let record = record.subject(&r.user_id);
         let result = async {
@@ -803,14 +774,14 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn set_notes(
         &self,
         request: Request<pb::SetNotesRequest>,
     ) -> Result<Response<pb::SetNotesResponse>, Status> {
-        let (_, _, record) = record(&request, "user.notes.updated", "")?;
+        let (_, record) = AuditRecord::for_request(SOURCE, "user.notes.updated", &request)?;
         let r = request.into_inner();
         let record = record.subject(&r.user_id);
         let result = async {
@@ -839,14 +810,15 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn batch_delete_personal_data(
         &self,
         request: Request<pb::BatchDeletePersonalDataRequest>,
     ) -> Result<Response<pb::BatchDeletePersonalDataResponse>, Status> {
-        let (caller, _, record) = record(&request, "user.personal_data.deleted", "")?;
+        let (caller, record) =
+            AuditRecord::for_request(SOURCE, "user.personal_data.deleted", &request)?;
         let r = request.into_inner();
         let result = async {
             let mut v = FieldViolations::new();
@@ -915,7 +887,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn get_settings(
@@ -933,7 +905,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         &self,
         request: Request<pb::UpdateSettingsRequest>,
     ) -> Result<Response<pb::UpdateSettingsResponse>, Status> {
-        let (_, _, record) = record(&request, "settings.updated", "")?;
+        let (_, record) = AuditRecord::for_request(SOURCE, "settings.updated", &request)?;
         let r = request.into_inner();
         let result = async {
             let patch = r.settings.unwrap_or_default();
@@ -1011,7 +983,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn list_groups(
@@ -1039,7 +1011,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         &self,
         request: Request<pb::CreateGroupRequest>,
     ) -> Result<Response<pb::CreateGroupResponse>, Status> {
-        let (_, _, record) = record(&request, "group.created", "")?;
+        let (_, record) = AuditRecord::for_request(SOURCE, "group.created", &request)?;
         let r = request.into_inner();
         let result = async {
             let mut v = FieldViolations::new();
@@ -1075,14 +1047,14 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn create_collaboration(
         &self,
         request: Request<pb::CreateCollaborationRequest>,
     ) -> Result<Response<pb::CreateCollaborationResponse>, Status> {
-        let (caller, _, record) = record(&request, "collaboration.created", "")?;
+        let (caller, record) = AuditRecord::for_request(SOURCE, "collaboration.created", &request)?;
         let r = request.into_inner();
         let record = record.subject(&r.owner_user_id);
         let result = async {
@@ -1134,14 +1106,15 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn accept_collaboration(
         &self,
         request: Request<pb::AcceptCollaborationRequest>,
     ) -> Result<Response<pb::AcceptCollaborationResponse>, Status> {
-        let (caller, _, record) = record(&request, "collaboration.accepted", "")?;
+        let (caller, record) =
+            AuditRecord::for_request(SOURCE, "collaboration.accepted", &request)?;
         let id = request.into_inner().collaboration_id;
         let caller_id = Uuid::parse_str(&caller.user_id).unwrap_or_default();
         let result = self
@@ -1150,14 +1123,14 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             .map(|c| pb::AcceptCollaborationResponse {
                 collaboration: Some(c),
             });
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn revoke_collaboration(
         &self,
         request: Request<pb::RevokeCollaborationRequest>,
     ) -> Result<Response<pb::RevokeCollaborationResponse>, Status> {
-        let (caller, _, record) = record(&request, "collaboration.revoked", "")?;
+        let (caller, record) = AuditRecord::for_request(SOURCE, "collaboration.revoked", &request)?;
         let id = request.into_inner().collaboration_id;
         let caller_id = Uuid::parse_str(&caller.user_id).unwrap_or_default();
         let privileged = caller.is_privileged();
@@ -1169,7 +1142,7 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
             .map(|c| pb::RevokeCollaborationResponse {
                 collaboration: Some(c),
             });
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn list_collaborations(

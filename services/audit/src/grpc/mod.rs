@@ -13,7 +13,7 @@ use chrono::{Duration, NaiveDate, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::Stream;
 use steward_kit::{
-    FieldViolations, RequestContext,
+    FieldViolations,
     auth::Caller,
     db::Pool,
     outbox::AuditRecord,
@@ -127,17 +127,6 @@ impl Shared {
         writer::append(conn, &self.known, &[own]).await?;
         Ok(())
     }
-}
-
-fn own_record<T>(
-    request: &Request<T>,
-    action: &str,
-    subject: &str,
-) -> Result<(Caller, AuditRecord), Status> {
-    let caller = Caller::of(request)?;
-    let context = RequestContext::of(request);
-    let record = AuditRecord::new(SOURCE, action, &caller, &context, subject);
-    Ok((caller, record))
 }
 
 #[derive(Clone)]
@@ -381,7 +370,7 @@ impl pb::audit_service_server::AuditService for AuditApi {
         &self,
         request: Request<pb::ExportEventsRequest>,
     ) -> Result<Response<Self::ExportEventsStream>, Status> {
-        let (_, record) = own_record(&request, "audit.events.exported", "")?;
+        let (_, record) = AuditRecord::for_request(SOURCE, "audit.events.exported", &request)?;
         let r = request.into_inner();
         let filter = filter_from(r.filter)?;
         let format = match pb::ExportFormat::try_from(r.format) {
@@ -440,7 +429,8 @@ impl pb::audit_service_server::AuditService for AuditApi {
         &self,
         request: Request<pb::RegisterActionTypesRequest>,
     ) -> Result<Response<pb::RegisterActionTypesResponse>, Status> {
-        let (_, record) = own_record(&request, "audit.action_types.registered", "")?;
+        let (_, record) =
+            AuditRecord::for_request(SOURCE, "audit.action_types.registered", &request)?;
         let r = request.into_inner();
         let mut v = FieldViolations::new();
         validate::action_name(&mut v, "product", &r.product);
@@ -513,7 +503,8 @@ impl pb::audit_service_server::AuditService for AuditApi {
         request: Request<pb::EraseSubjectDataRequest>,
     ) -> Result<Response<pb::EraseSubjectDataResponse>, Status> {
         let user_id = request.get_ref().user_id.clone();
-        let (_, record) = own_record(&request, "audit.subject_data.erased", &user_id)?;
+        let (_, record) = AuditRecord::for_request(SOURCE, "audit.subject_data.erased", &request)?;
+        let record = record.subject(&user_id);
         let mut v = FieldViolations::new();
         validate::required(&mut v, "user_id", &user_id, validate::MAX_ID);
         v.check().map_err(Error::from)?;
@@ -547,7 +538,7 @@ impl pb::audit_service_server::AuditService for AuditApi {
         &self,
         request: Request<pb::SetRetentionPolicyRequest>,
     ) -> Result<Response<pb::SetRetentionPolicyResponse>, Status> {
-        let (_, record) = own_record(&request, "audit.retention.updated", "")?;
+        let (_, record) = AuditRecord::for_request(SOURCE, "audit.retention.updated", &request)?;
         let p = request.into_inner().policy.unwrap_or_default();
         let mut v = FieldViolations::new();
         if !p.product.is_empty() {

@@ -13,7 +13,7 @@ use chrono::{Duration, Utc};
 use diesel_async::AsyncConnection;
 use rust_decimal::Decimal;
 use steward_kit::{
-    FieldViolations, RequestContext,
+    FieldViolations,
     auth::Caller,
     db::Pool,
     idempotency,
@@ -54,29 +54,6 @@ impl BillingApi {
             config,
         }
     }
-
-    async fn finish<T>(
-        &self,
-        record: AuditRecord,
-        result: Result<T, Error>,
-    ) -> Result<Response<T>, Status> {
-        match result {
-            Ok(value) => Ok(Response::new(value)),
-            Err(err) => {
-                if err.is_domain() {
-                    outbox::record_refusal(&self.pool, record, err.to_string()).await;
-                }
-                Err(err.into())
-            }
-        }
-    }
-}
-
-fn record<T>(request: &Request<T>, action: &str) -> Result<(Caller, AuditRecord), Status> {
-    let caller = Caller::of(request)?;
-    let context = RequestContext::of(request);
-    let record = AuditRecord::new(SOURCE, action, &caller, &context, "");
-    Ok((caller, record))
 }
 
 fn scope(method: &str, caller: &Caller) -> String {
@@ -88,6 +65,22 @@ fn user_id(field: &str, raw: &str, v: &mut FieldViolations) -> Uuid {
         v.add(field, "must be a UUID");
         Uuid::nil()
     })
+}
+
+/// The audit record of a money command: whose balance, how much, why.
+fn money_record(
+    record: AuditRecord,
+    user_id: &str,
+    amount: Option<&common::Decimal>,
+    notes: &str,
+) -> AuditRecord {
+    record
+        .subject(user_id)
+        .comment(
+            "amount",
+            amount.map(|a| a.value.clone()).unwrap_or_default(),
+        )
+        .comment("notes", notes)
 }
 
 /// What every money command checks: key, user, amount, notes.
@@ -199,18 +192,10 @@ impl pb::billing_service_server::BillingService for BillingApi {
         &self,
         request: Request<pb::RefillRequest>,
     ) -> Result<Response<pb::RefillResponse>, Status> {
-        let (caller, record) = record(&request, "billing.balance.refilled")?;
+        let (caller, record) =
+            AuditRecord::for_request(SOURCE, "billing.balance.refilled", &request)?;
         let r = request.into_inner();
-        let record = record
-            .subject(&r.user_id)
-            .comment(
-                "amount",
-                r.amount
-                    .as_ref()
-                    .map(|a| a.value.clone())
-                    .unwrap_or_default(),
-            )
-            .comment("notes", r.notes.clone());
+        let record = money_record(record, &r.user_id, r.amount.as_ref(), &r.notes);
         let result = async {
             let mut v = FieldViolations::new();
             let input = money_input(
@@ -279,25 +264,17 @@ impl pb::billing_service_server::BillingService for BillingApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn withdraw(
         &self,
         request: Request<pb::WithdrawRequest>,
     ) -> Result<Response<pb::WithdrawResponse>, Status> {
-        let (caller, record) = record(&request, "billing.balance.withdrawn")?;
+        let (caller, record) =
+            AuditRecord::for_request(SOURCE, "billing.balance.withdrawn", &request)?;
         let r = request.into_inner();
-        let record = record
-            .subject(&r.user_id)
-            .comment(
-                "amount",
-                r.amount
-                    .as_ref()
-                    .map(|a| a.value.clone())
-                    .unwrap_or_default(),
-            )
-            .comment("notes", r.notes.clone());
+        let record = money_record(record, &r.user_id, r.amount.as_ref(), &r.notes);
         let result = async {
             let mut v = FieldViolations::new();
             let input = money_input(
@@ -348,14 +325,15 @@ impl pb::billing_service_server::BillingService for BillingApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn grant_registration_bonus(
         &self,
         request: Request<pb::GrantRegistrationBonusRequest>,
     ) -> Result<Response<pb::GrantRegistrationBonusResponse>, Status> {
-        let (caller, record) = record(&request, "billing.registration_bonus.granted")?;
+        let (caller, record) =
+            AuditRecord::for_request(SOURCE, "billing.registration_bonus.granted", &request)?;
         let r = request.into_inner();
         let record = record.subject(&r.user_id).comment(
             "amount",
@@ -423,7 +401,7 @@ impl pb::billing_service_server::BillingService for BillingApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn list_funding_history(
@@ -501,7 +479,7 @@ impl pb::billing_service_server::BillingService for BillingApi {
         &self,
         request: Request<pb::RecordUsageRequest>,
     ) -> Result<Response<pb::RecordUsageResponse>, Status> {
-        let (_, record) = record(&request, "billing.usage.charged")?;
+        let (_, record) = AuditRecord::for_request(SOURCE, "billing.usage.charged", &request)?;
         let records = request.into_inner().records;
         let result = async {
             let mut v = FieldViolations::new();
@@ -615,7 +593,7 @@ impl pb::billing_service_server::BillingService for BillingApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     async fn get_billing_history(

@@ -2,11 +2,16 @@
 
 use chrono::Utc;
 use diesel_async::AsyncConnection;
-use steward_kit::{FieldViolations, auth::Caller, idempotency};
+use steward_kit::{
+    FieldViolations,
+    auth::Caller,
+    idempotency,
+    outbox::{self, AuditRecord},
+};
 use steward_proto::billing as pb;
 use tonic::{Code, Request, Response, Status};
 
-use super::{BillingApi, convert, record, scope, user_id};
+use super::{BillingApi, SOURCE, convert, scope, user_id};
 use crate::{
     domain::{
         money,
@@ -102,7 +107,7 @@ impl BillingApi {
         &self,
         request: Request<pb::CreatePlanRequest>,
     ) -> Result<Response<pb::CreatePlanResponse>, Status> {
-        let (_, record) = record(&request, "billing.plan.created")?;
+        let (_, record) = AuditRecord::for_request(SOURCE, "billing.plan.created", &request)?;
         let r = request.into_inner();
         let result = async {
             let mut v = FieldViolations::new();
@@ -154,7 +159,7 @@ impl BillingApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     pub(super) async fn list_plans_impl(&self) -> Result<Response<pb::ListPlansResponse>, Status> {
@@ -169,7 +174,8 @@ impl BillingApi {
         &self,
         request: Request<pb::CreateSubscriptionRequest>,
     ) -> Result<Response<pb::CreateSubscriptionResponse>, Status> {
-        let (caller, record) = record(&request, "billing.subscription.created")?;
+        let (caller, record) =
+            AuditRecord::for_request(SOURCE, "billing.subscription.created", &request)?;
         let r = request.into_inner();
         let record = record.subject(&r.user_id);
         let result = async {
@@ -233,14 +239,15 @@ impl BillingApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     pub(super) async fn cancel_subscription_impl(
         &self,
         request: Request<pb::CancelSubscriptionRequest>,
     ) -> Result<Response<pb::CancelSubscriptionResponse>, Status> {
-        let (caller, record) = record(&request, "billing.subscription.cancelled")?;
+        let (caller, record) =
+            AuditRecord::for_request(SOURCE, "billing.subscription.cancelled", &request)?;
         let raw = request.into_inner().subscription_id;
         let result = async {
             let mut v = FieldViolations::new();
@@ -278,7 +285,7 @@ impl BillingApi {
             .await
         }
         .await;
-        self.finish(record, result).await
+        outbox::respond(&self.pool, record, result, Error::is_domain).await
     }
 
     pub(super) async fn list_subscriptions_impl(

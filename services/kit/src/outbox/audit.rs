@@ -85,6 +85,18 @@ impl AuditRecord {
         self
     }
 
+    /// The record of a request's caller and context; the subject is set
+    /// later with [`AuditRecord::subject`] when it is known.
+    pub fn for_request<T>(
+        source: &str,
+        action: &str,
+        request: &tonic::Request<T>,
+    ) -> Result<(Caller, Self), tonic::Status> {
+        let caller = Caller::of(request)?;
+        let record = Self::new(source, action, &caller, &RequestContext::of(request), "");
+        Ok((caller, record))
+    }
+
     pub fn product(mut self, product: &str) -> Self {
         self.event.product = product.to_owned();
         self
@@ -156,5 +168,27 @@ pub async fn record_refusal(
     };
     if let Err(error) = written {
         tracing::error!(%error, action = record.action_name(), "cannot audit a refused command");
+    }
+}
+
+/// Turns a command's outcome into its response. A refusal the service
+/// counts as the caller's doing (`audited`) is recorded as FAILURE first.
+pub async fn respond<T, E>(
+    pool: &crate::db::Pool,
+    record: AuditRecord,
+    result: Result<T, E>,
+    audited: impl FnOnce(&E) -> bool,
+) -> Result<tonic::Response<T>, tonic::Status>
+where
+    E: Into<tonic::Status> + std::fmt::Display,
+{
+    match result {
+        Ok(value) => Ok(tonic::Response::new(value)),
+        Err(err) => {
+            if audited(&err) {
+                record_refusal(pool, record, err.to_string()).await;
+            }
+            Err(err.into())
+        }
     }
 }

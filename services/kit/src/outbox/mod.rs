@@ -10,7 +10,7 @@ mod audit;
 mod destinations;
 mod relay;
 
-pub use audit::{AuditRecord, record_refusal};
+pub use audit::{AuditRecord, record_refusal, respond};
 pub use destinations::{
     AuditIngestDestination, DeliveryError, Destination, NotificationDestination,
 };
