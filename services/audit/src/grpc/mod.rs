@@ -487,7 +487,15 @@ impl pb::audit_service_server::AuditService for AuditApi {
             .into());
         }
         let mut conn = self.0.pool.get().await.map_err(Error::from)?;
-        let outcome = crate::verify::verify(&mut conn, r.from_sequence, r.to_sequence)
+        // One snapshot for the head and the rows: appends committing meanwhile
+        // must not look like rows outside the chain.
+        let outcome = conn
+            .build_transaction()
+            .read_only()
+            .repeatable_read()
+            .run::<_, diesel::result::Error, _>(async |conn| {
+                crate::verify::verify(conn, r.from_sequence, r.to_sequence).await
+            })
             .await
             .map_err(Error::from)?;
         Ok(Response::new(pb::VerifyChainResponse {
