@@ -193,7 +193,8 @@ impl TestApp {
             database_url: db.url.clone(),
             security: security(&signer),
             page_tokens: PageTokens::new(rand_key()),
-            signer: Some(signer.clone()),
+            signer: signer.clone(),
+            retired_keys: KeySet::default(),
             server: ServerConfig::default(),
             outbox: OutboxConfig {
                 audit_endpoint,

@@ -192,3 +192,39 @@ pub async fn hash_password(password: String) -> Result<String, Error> {
     .await
     .map_err(|e| Error::Internal(format!("password hashing task: {e}")))?
 }
+
+/// Does `password` match the stored argon2id `hash`? A hash that does not
+/// parse matches nothing.
+pub async fn verify_password(hash: String, password: String) -> Result<bool, Error> {
+    tokio::task::spawn_blocking(move || {
+        use argon2::{Argon2, PasswordHash, PasswordVerifier};
+        PasswordHash::new(&hash)
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("password check task: {e}")))
+}
+
+/// A hash of a random password, checked against when the email is unknown
+/// so that a miss costs as much as a hit.
+pub fn decoy_hash() -> String {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY
+        .get_or_init(|| {
+            use argon2::{
+                Argon2, PasswordHasher,
+                password_hash::{SaltString, rand_core::OsRng},
+            };
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default()
+                .hash_password(uuid::Uuid::new_v4().as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        })
+        .clone()
+}

@@ -17,13 +17,15 @@ use std::{net::SocketAddr, time::Duration};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use serde::{Deserialize, Serialize};
 use steward_kit::{
-    auth::TokenSigner,
+    auth::{KeySet, TokenSigner},
     db::Pool,
     outbox::{self, OutboxConfig},
     page::PageTokens,
     server::{self, Security, ServerConfig},
 };
-use steward_proto::accounts::accounts_service_server::AccountsServiceServer;
+use steward_proto::accounts::{
+    accounts_service_server::AccountsServiceServer, auth_service_server::AuthServiceServer,
+};
 use tokio::{net::TcpListener, sync::watch};
 
 /// The database schema accounts owns.
@@ -40,6 +42,52 @@ pub struct AccountsConfig {
     /// How long a request id is remembered for replay.
     #[serde(with = "humantime_serde")]
     pub idempotency_retention: Duration,
+    pub identity: IdentityConfig,
+}
+
+/// Sign-in, session and token rules (`accounts.identity.*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IdentityConfig {
+    #[serde(with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
+    /// Failed sign-ins within `lockout_window` that lock the account.
+    pub lockout_threshold: u32,
+    #[serde(with = "humantime_serde")]
+    pub lockout_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub lockout_duration: Duration,
+    #[serde(with = "humantime_serde")]
+    pub impersonation_default_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub impersonation_max_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub api_token_default_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub api_token_max_ttl: Duration,
+    /// Shown by authenticator apps next to the account.
+    pub totp_issuer: String,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        const MINUTE: u64 = 60;
+        const DAY: u64 = 24 * 3600;
+        Self {
+            access_token_ttl: Duration::from_secs(15 * MINUTE),
+            refresh_token_ttl: Duration::from_secs(30 * DAY),
+            lockout_threshold: 5,
+            lockout_window: Duration::from_secs(15 * MINUTE),
+            lockout_duration: Duration::from_secs(15 * MINUTE),
+            impersonation_default_ttl: Duration::from_secs(30 * MINUTE),
+            impersonation_max_ttl: Duration::from_secs(8 * 3600),
+            api_token_default_ttl: Duration::from_secs(90 * DAY),
+            api_token_max_ttl: Duration::from_secs(366 * DAY),
+            totp_issuer: "Steward".into(),
+        }
+    }
 }
 
 impl Default for AccountsConfig {
@@ -48,6 +96,7 @@ impl Default for AccountsConfig {
             listen: "127.0.0.1:50051".parse().expect("valid address"),
             erasure_interval: Duration::from_secs(60),
             idempotency_retention: Duration::from_secs(7 * 24 * 3600),
+            identity: IdentityConfig::default(),
         }
     }
 }
@@ -58,8 +107,10 @@ pub struct Deps {
     pub database_url: String,
     pub security: Security,
     pub page_tokens: PageTokens,
-    /// Signs the relays' PLATFORM_SERVICE tokens; without it rows wait.
-    pub signer: Option<TokenSigner>,
+    /// Signs access tokens and the relays' PLATFORM_SERVICE tokens.
+    pub signer: TokenSigner,
+    /// Retired public keys still published in the JWKS (rotation overlap).
+    pub retired_keys: KeySet,
     pub server: ServerConfig,
     pub outbox: OutboxConfig,
     pub config: AccountsConfig,
@@ -95,7 +146,7 @@ impl Application {
             &d.pool,
             &d.database_url,
             SCHEMA,
-            d.signer.as_ref(),
+            Some(&d.signer),
             &d.outbox,
         ) {
             tasks.spawn(relay.run(tasks_stopped.clone()));
@@ -111,13 +162,24 @@ impl Application {
             tasks_stopped,
         ));
         let api = grpc::AccountsApi::new(self.deps.pool.clone(), self.deps.page_tokens.clone());
-        let routes = tonic::service::Routes::new(AccountsServiceServer::new(api));
+        let auth = grpc::auth::AuthApi::new(
+            self.deps.pool.clone(),
+            self.deps.signer.clone(),
+            self.deps.retired_keys.clone(),
+            self.deps.config.identity.clone(),
+            self.deps.page_tokens.clone(),
+        );
+        let routes = tonic::service::Routes::new(AccountsServiceServer::new(api))
+            .add_service(AuthServiceServer::new(auth));
         let mut stop = shutdown.clone();
         let served = server::serve(
             server::Serve {
                 listener: self.listener,
                 routes,
-                service_names: vec!["steward.accounts.v1.AccountsService"],
+                service_names: vec![
+                    "steward.accounts.v1.AccountsService",
+                    "steward.accounts.v1.AuthService",
+                ],
             },
             self.deps.security,
             &self.deps.server,

@@ -99,12 +99,19 @@ fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn security(config: &Config, signer: &TokenSigner) -> anyhow::Result<Security> {
+/// `auth.public_keys`: keys rotated out but still verifying (and
+/// published) until the tokens they signed expire.
+fn retired_keys(config: &Config) -> anyhow::Result<KeySet> {
     let mut keys = KeySet::default();
-    keys.add(signer.verifying_key());
     for key in &config.auth.public_keys {
         keys.add_base64(key).context("auth.public_keys")?;
     }
+    Ok(keys)
+}
+
+fn security(config: &Config, signer: &TokenSigner) -> anyhow::Result<Security> {
+    let mut keys = retired_keys(config)?;
+    keys.add(signer.verifying_key());
     Ok(Security {
         policies: PolicyTable::from_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET)?,
         verifier: TokenVerifier::new(keys),
@@ -151,7 +158,8 @@ async fn accounts_app(
         database_url: url.to_owned(),
         security: security(config, signer)?,
         page_tokens: PageTokens::derive(&signer.derived_secret("page-tokens")),
-        signer: Some(signer.clone()),
+        signer: signer.clone(),
+        retired_keys: retired_keys(config)?,
         server: config.server.clone(),
         outbox: config.outbox.clone(),
         config: config.accounts.clone(),

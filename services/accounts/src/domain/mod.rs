@@ -2,7 +2,9 @@
 
 pub mod collaboration;
 pub mod erasure;
+pub mod identity;
 pub mod status;
+pub mod totp;
 pub mod user;
 pub mod validate;
 

@@ -3,6 +3,7 @@
 //! the change, its audit record (and notifications), and the idempotency
 //! key; refusals are audited as FAILURE in a transaction of their own.
 
+pub mod auth;
 pub mod convert;
 
 use std::collections::HashMap;

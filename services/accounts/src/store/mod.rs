@@ -3,6 +3,7 @@
 
 pub mod collaborations;
 pub mod groups;
+pub mod identity;
 pub mod schema;
 pub mod settings;
 pub mod users;

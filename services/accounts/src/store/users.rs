@@ -308,3 +308,14 @@ mod tests {
         assert_eq!(escape_like("a_b%c\\"), "a\\_b\\%c\\\\");
     }
 }
+
+/// The stored argon2id hash of a user's password, if any.
+pub async fn password_hash(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<String>> {
+    u::users
+        .find(id)
+        .select(u::password_hash)
+        .first(conn)
+        .await
+        .optional()
+        .map(Option::flatten)
+}

@@ -51,6 +51,35 @@ impl Caller {
         }
     }
 
+    /// Nobody yet: a PUBLIC method called without a token (sign-in).
+    pub fn anonymous() -> Self {
+        Self {
+            user_id: String::new(),
+            roles: Vec::new(),
+            impersonator_user_id: None,
+            impersonation_session_id: None,
+            token_id: None,
+            grant: Grant::Public,
+        }
+    }
+
+    /// A user acting on their own account without a token of theirs yet
+    /// (signing in with a password or an API token).
+    pub fn signing_in(user_id: &str, token_id: Option<String>) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            token_id,
+            grant: Grant::SelfOnly,
+            ..Self::anonymous()
+        }
+    }
+
+    /// The caller of a PUBLIC method: the token's holder when one was
+    /// presented, else [`Caller::anonymous`].
+    pub fn of_public<T>(request: &tonic::Request<T>) -> Self {
+        Self::of(request).unwrap_or_else(|_| Self::anonymous())
+    }
+
     /// The caller of a request, placed there by the auth layer. A handler
     /// reached without one is a wiring bug: refuse rather than guess.
     pub fn of<T>(request: &tonic::Request<T>) -> Result<Self, Status> {

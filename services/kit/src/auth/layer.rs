@@ -73,6 +73,13 @@ pub fn authorize(
         Some(Err(err)) => return Err(Status::unauthenticated(format!("invalid token: {err}"))),
         Some(Ok(claims)) => claims,
     };
+    if policy.forbidden_while_impersonating && claims.act.is_some() {
+        return Err(refusal(
+            Code::PermissionDenied,
+            "FORBIDDEN_WHILE_IMPERSONATING",
+            "this method is not allowed while signed in as another user",
+        ));
+    }
     let role_grant = [
         (Access::UserAdmin, Role::UserAdmin),
         (Access::PlatformService, Role::PlatformService),
@@ -162,6 +169,7 @@ mod tests {
         MethodPolicy {
             allow: allow.to_vec(),
             audit_action: String::new(),
+            forbidden_while_impersonating: false,
         }
     }
 
@@ -214,5 +222,21 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn impersonation_tokens_are_refused_where_the_policy_says() {
+        let (signer, verifier) = setup();
+        let mut claims = Claims::new("u", &[Role::User], Duration::from_secs(60));
+        claims.act = Some(crate::auth::token::Actor { sub: "a".into() });
+        claims.sid = Some("s".into());
+        let token = signer.sign(&claims);
+        let mut forbidden = policy(&[Access::Self_]);
+        assert!(authorize(Some(&forbidden), Some(&token), &verifier).is_ok());
+        forbidden.forbidden_while_impersonating = true;
+        let err = authorize(Some(&forbidden), Some(&token), &verifier).unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+        let plain = signer.sign(&Claims::new("u", &[Role::User], Duration::from_secs(60)));
+        assert!(authorize(Some(&forbidden), Some(&plain), &verifier).is_ok());
     }
 }

@@ -14,4 +14,4 @@ pub mod token;
 pub use caller::{Caller, Grant};
 pub use layer::AuthLayer;
 pub use policy::{MethodPolicy, PolicyTable};
-pub use token::{Claims, KeySet, Role, TokenSigner, TokenVerifier};
+pub use token::{Actor, Claims, KeySet, Role, TokenSigner, TokenVerifier};

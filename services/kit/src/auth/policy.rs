@@ -20,6 +20,8 @@ pub struct MethodPolicy {
     pub allow: Vec<Access>,
     /// Empty for reads.
     pub audit_action: String,
+    /// Refused to impersonation tokens.
+    pub forbidden_while_impersonating: bool,
 }
 
 impl MethodPolicy {
@@ -82,6 +84,10 @@ impl PolicyTable {
                     .get_field_by_name("audit_action")
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default();
+                let forbidden_while_impersonating = policy
+                    .get_field_by_name("forbidden_while_impersonating")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
                 // A policy that admits nobody is the same as none.
                 if !allow.is_empty() {
                     methods.insert(
@@ -89,6 +95,7 @@ impl PolicyTable {
                         MethodPolicy {
                             allow,
                             audit_action,
+                            forbidden_while_impersonating,
                         },
                     );
                 }
@@ -157,6 +164,13 @@ mod tests {
             .unwrap();
         assert_eq!(create.audit_action, "user.created");
         assert!(!create.allows(Access::Self_));
+        assert!(!create.forbidden_while_impersonating);
+        assert!(
+            table
+                .get("/steward.billing.v1.BillingService/Withdraw")
+                .unwrap()
+                .forbidden_while_impersonating
+        );
         assert!(
             table
                 .get("/steward.accounts.v1.AccountsService/Nope")

@@ -226,6 +226,29 @@ impl KeySet {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// `(kid, key)` pairs, sorted by kid so listings are stable.
+    pub fn keys(&self) -> Vec<(String, VerifyingKey)> {
+        let mut keys: Vec<_> = self.keys.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        keys
+    }
+
+    /// Adds a JWK's `x` (base64url of the 32-byte Ed25519 public key).
+    pub fn add_jwk_x(&mut self, x: &str) -> Result<(), KeyError> {
+        let bad = || KeyError::Format {
+            what: "JWK x".into(),
+        };
+        let bytes = URL_SAFE_NO_PAD.decode(x.trim()).map_err(|_| bad())?;
+        let bytes = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| bad())?;
+        self.add(VerifyingKey::from_bytes(&bytes).map_err(|_| bad())?);
+        Ok(())
+    }
+}
+
+/// The RFC 8037 `x` of a public key.
+pub fn jwk_x(key: &VerifyingKey) -> String {
+    URL_SAFE_NO_PAD.encode(key.as_bytes())
 }
 
 /// Verifies tokens against a [`KeySet`].
@@ -242,6 +265,10 @@ impl TokenVerifier {
             keys,
             leeway_secs: 30,
         }
+    }
+
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {

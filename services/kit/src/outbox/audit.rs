@@ -117,6 +117,19 @@ impl AuditRecord {
         self
     }
 
+    /// The API token the action concerns (token lifecycle events).
+    pub fn token_id(mut self, token_id: &str) -> Self {
+        self.event.token_id = token_id.to_owned();
+        self
+    }
+
+    /// The impersonation session the action concerns (its start and stop).
+    pub fn impersonation(mut self, impersonator_user_id: &str, session_id: &str) -> Self {
+        self.event.impersonator_user_id = impersonator_user_id.to_owned();
+        self.event.impersonation_session_id = session_id.to_owned();
+        self
+    }
+
     pub fn failed(mut self, error_message: impl Into<String>) -> Self {
         self.event.result = Outcome::Failure as i32;
         self.event.error_message = error_message.into();

@@ -1,0 +1,1 @@
+DROP TABLE impersonation_sessions, api_tokens, refresh_tokens, credentials;
