@@ -1,3 +1,294 @@
-//! The gateway arrives with its own issue (identity + gateway). Until then the
-//! services are called directly; each enforces authn and method policy itself
-//! through `steward-kit`.
+//! steward-gateway: the one door for UIs. A gRPC (and gRPC-Web) edge proxy
+//! that authenticates callers, enforces each method's policy (USER_ADMIN,
+//! SELF, PUBLIC; nothing without a policy), refuses impersonation tokens
+//! where the policy says so, rate-limits, audits its refusals and forwards
+//! everything else, undecoded, to the service owning the method's package.
+//!
+//! * [`proxy`]: the per-call pipeline;
+//! * [`identity`]: token verification, JWKS, API token exchange, sessions;
+//! * [`limits`]: rate limits; [`refusals`]: audit of refusals;
+//! * [`metrics`]: per-method calls, codes and latency at `GET /metrics`.
+
+pub mod identity;
+pub mod limits;
+pub mod metrics;
+pub mod proxy;
+pub mod refusals;
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use steward_kit::{
+    auth::{KeySet, PolicyTable, TokenSigner},
+    server::{self, ServerConfig},
+};
+use tokio::{net::TcpListener, sync::watch};
+use tonic::transport::{Channel, Endpoint};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::{limits::RateLimitConfig, metrics::Metrics};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// Service name (the package segment after `steward.`) -> URL.
+    pub backends: BTreeMap<String, String>,
+    /// Where refusals are audited; default: the `audit` backend.
+    pub audit_endpoint: Option<String>,
+    /// Browser origins allowed to call (gRPC-Web); empty: none.
+    pub cors_origins: Vec<String>,
+    pub rate_limits: RateLimitConfig,
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh_interval: Duration,
+    /// How long an impersonation session is taken as active without asking.
+    #[serde(with = "humantime_serde")]
+    pub session_check_ttl: Duration,
+    /// Verified tokens kept in memory.
+    pub token_cache_size: usize,
+    /// Refusal audit events held while the audit service is slow or down.
+    pub audit_buffer: usize,
+    /// HTTP/2 connections kept open to each backend.
+    pub connections_per_backend: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        let backends = [
+            ("accounts", 50051),
+            ("billing", 50052),
+            ("quotas", 50053),
+            ("audit", 50054),
+            ("notifications", 50055),
+        ]
+        .into_iter()
+        .map(|(name, port)| (name.to_owned(), format!("http://127.0.0.1:{port}")))
+        .collect();
+        Self {
+            listen: "127.0.0.1:50050".parse().expect("valid address"),
+            backends,
+            audit_endpoint: None,
+            cors_origins: Vec::new(),
+            rate_limits: RateLimitConfig::default(),
+            jwks_refresh_interval: Duration::from_secs(300),
+            session_check_ttl: Duration::from_secs(5),
+            token_cache_size: 100_000,
+            audit_buffer: 10_000,
+            connections_per_backend: 2,
+        }
+    }
+}
+
+/// What the gateway is built from.
+pub struct Deps {
+    pub config: GatewayConfig,
+    /// Trusted proxies (in front of the gateway) and the like.
+    pub server: ServerConfig,
+    pub policies: PolicyTable,
+    /// Keys accepted besides the JWKS (configured public keys).
+    pub keys: KeySet,
+    /// Mints the gateway's PLATFORM_SERVICE tokens (audit ingest, session
+    /// checks); without it refusals are only counted and sessions are
+    /// trusted until their tokens expire.
+    pub signer: Option<TokenSigner>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("gateway.backends.{name}: {message}")]
+    Backend { name: String, message: String },
+    #[error("gateway.backends.accounts is required (sign-in and keys live there)")]
+    NoAccounts,
+    #[error("gateway.cors_origins: {0} is not a valid origin")]
+    Origin(String),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// `connections` HTTP/2 connections to `url`, balanced: one connection
+/// multiplexes many calls, a few spread the load over backend workers.
+fn channel(url: &str, connections: usize) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| e.to_string())?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true);
+    Ok(Channel::balance_list(
+        std::iter::repeat_n(endpoint, connections.max(1)),
+    ))
+}
+
+pub struct Application {
+    listener: TcpListener,
+    shared: Arc<proxy::Shared>,
+    shipper: refusals::Shipper,
+    config: GatewayConfig,
+    server: ServerConfig,
+}
+
+impl Application {
+    pub async fn build(deps: Deps) -> Result<Self, BuildError> {
+        let config = deps.config;
+        let mut backends = std::collections::HashMap::new();
+        for (name, url) in &config.backends {
+            let channel = channel(url, config.connections_per_backend).map_err(|message| {
+                BuildError::Backend {
+                    name: name.clone(),
+                    message,
+                }
+            })?;
+            backends.insert(name.clone(), channel);
+        }
+        let accounts = backends.get("accounts").cloned().ok_or(BuildError::NoAccounts)?;
+        let audit_endpoint = config
+            .audit_endpoint
+            .clone()
+            .or_else(|| config.backends.get("audit").cloned());
+        let metrics = Metrics::default();
+        let ingest = match (audit_endpoint, deps.signer.clone()) {
+            (Some(url), Some(signer)) => Some((
+                channel(&url, 1).map_err(|message| BuildError::Backend {
+                    name: "audit".into(),
+                    message,
+                })?,
+                signer,
+            )),
+            _ => None,
+        };
+        let (refusals, shipper) =
+            refusals::RefusalAudit::new(config.audit_buffer, ingest, metrics.clone());
+        let identity = Arc::new(identity::Identity::new(
+            deps.keys,
+            accounts,
+            deps.signer,
+            config.token_cache_size,
+            config.session_check_ttl,
+        ));
+        let (_, health) = tonic_health::server::health_reporter();
+        let shared = Arc::new(proxy::Shared {
+            backends,
+            policies: deps.policies,
+            identity,
+            limits: limits::Limits::new(&config.rate_limits),
+            refusals,
+            metrics,
+            trusted_proxies: deps.server.trusted_proxies.clone(),
+            local: tonic::service::Routes::new(health),
+        });
+        for origin in &config.cors_origins {
+            http::HeaderValue::from_str(origin).map_err(|_| BuildError::Origin(origin.clone()))?;
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| BuildError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            shared,
+            shipper,
+            config,
+            server: deps.server,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        self.shared.metrics.clone()
+    }
+
+    /// Serves until `shutdown` turns true, then drains calls in flight and
+    /// ships the refusal events it still holds.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), tonic::transport::Error> {
+        let (stop_tasks, tasks_stopped) = server::linked_stop(&shutdown);
+        let mut tasks = tokio::task::JoinSet::new();
+        // A first JWKS before serving, so the first calls do not race it.
+        if let Err(status) = self.shared.identity.refresh_jwks().await {
+            tracing::warn!(code = ?status.code(), "jwks not available yet; retrying in the background");
+        }
+        tasks.spawn(
+            self.shared
+                .identity
+                .clone()
+                .run_jwks_refresher(self.config.jwks_refresh_interval, tasks_stopped.clone()),
+        );
+        tasks.spawn(self.shipper.run(tasks_stopped.clone()));
+        let shared = self.shared.clone();
+        let mut housekeeping_stopped = tasks_stopped.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => shared.limits.housekeep(),
+                    _ = housekeeping_stopped.wait_for(|s| *s) => return,
+                }
+            }
+        });
+
+        let cors = cors_layer(&self.config.cors_origins);
+        let stack = tower::ServiceBuilder::new()
+            // 1. metrics: `GET /metrics` answered here, before gRPC-Web
+            //    (which refuses plain HTTP/1 requests).
+            .layer(metrics::MetricsEndpointLayer::new(self.shared.metrics.clone()))
+            // 2. CORS for browser origins (preflight answered here).
+            .option_layer(cors)
+            // 3. gRPC-Web -> gRPC, so the proxy sees one protocol.
+            .layer(tonic_web::GrpcWebLayer::new())
+            .into_inner();
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let mut stop = shutdown.clone();
+        let served = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .layer(stack)
+            .serve_with_incoming_shutdown(
+                proxy::Gateway::new(self.shared.clone()),
+                incoming,
+                async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                },
+            )
+            .await;
+        let _ = stop_tasks.send(true);
+        while tasks.join_next().await.is_some() {}
+        let _ = &self.server;
+        served
+    }
+}
+
+/// CORS for gRPC-Web from the configured origins; none configured: no CORS
+/// headers at all (browsers then refuse cross-origin calls).
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<http::HeaderValue> = origins
+        .iter()
+        .filter_map(|o| http::HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([http::Method::POST, http::Method::OPTIONS])
+            .allow_headers(tower_http::cors::Any)
+            .expose_headers([
+                http::HeaderName::from_static("grpc-status"),
+                http::HeaderName::from_static("grpc-message"),
+                http::HeaderName::from_static("grpc-status-details-bin"),
+                http::HeaderName::from_static("x-request-id"),
+            ])
+            .max_age(Duration::from_secs(3600)),
+    )
+}

@@ -151,3 +151,19 @@ pub fn current_trace_id() -> Option<String> {
         .is_valid()
         .then(|| span_context.trace_id().to_string())
 }
+
+/// Writes the current span's trace context into outgoing HTTP headers when
+/// a trace is recorded; otherwise leaves an incoming `traceparent` as it is,
+/// so the trace still crosses a hop that does not export.
+pub fn inject_current_headers(headers: &mut http::HeaderMap) {
+    use opentelemetry::trace::TraceContextExt;
+    let context = tracing::Span::current().context();
+    if !context.span().span_context().is_valid() {
+        return;
+    }
+    let mut metadata = tonic::metadata::MetadataMap::from_headers(std::mem::take(headers));
+    global::get_text_map_propagator(|p| {
+        p.inject_context(&context, &mut MetadataInjector(&mut metadata))
+    });
+    *headers = metadata.into_headers();
+}

@@ -299,16 +299,6 @@ pub async fn list(
         .map(|rows| rows.into_iter().map(User::from).collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::escape_like;
-
-    #[test]
-    fn like_wildcards_are_literal() {
-        assert_eq!(escape_like("a_b%c\\"), "a\\_b\\%c\\\\");
-    }
-}
-
 /// The stored argon2id hash of a user's password, if any.
 pub async fn password_hash(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<String>> {
     u::users
@@ -318,4 +308,14 @@ pub async fn password_hash(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResul
         .await
         .optional()
         .map(Option::flatten)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_like;
+
+    #[test]
+    fn like_wildcards_are_literal() {
+        assert_eq!(escape_like("a_b%c\\"), "a\\_b\\%c\\\\");
+    }
 }

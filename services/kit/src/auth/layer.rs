@@ -14,7 +14,7 @@ use tower::{Layer, Service};
 use super::{
     caller::{Caller, Grant},
     policy::{MethodPolicy, PolicyTable},
-    token::{Role, TokenError, TokenVerifier},
+    token::{Claims, Role, TokenError, TokenVerifier},
 };
 use crate::error::refusal;
 
@@ -59,6 +59,15 @@ pub fn authorize(
     token: Option<&str>,
     verifier: &TokenVerifier,
 ) -> Result<Option<Caller>, Status> {
+    decide(policy, token.map(|t| verifier.verify(t)))
+}
+
+/// [`authorize`] for a token already verified (the gateway caches
+/// verifications): `None` when no token was presented.
+pub fn decide(
+    policy: Option<&MethodPolicy>,
+    verified: Option<Result<Claims, TokenError>>,
+) -> Result<Option<Caller>, Status> {
     let Some(policy) = policy else {
         return Err(refusal(
             Code::PermissionDenied,
@@ -66,7 +75,7 @@ pub fn authorize(
             "method has no access policy",
         ));
     };
-    let claims = match token.map(|t| verifier.verify(t)) {
+    let claims = match verified {
         None if policy.allows(Access::Public) => return Ok(None),
         None => return Err(Status::unauthenticated("missing bearer token")),
         Some(Err(TokenError::Expired)) => return Err(Status::unauthenticated("token expired")),
@@ -102,7 +111,8 @@ pub fn authorize(
     Ok(Some(Caller::from_claims(&claims, grant)))
 }
 
-fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+/// The token of an `authorization: Bearer <token>` header.
+pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -156,7 +166,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::auth::{Claims, KeySet, TokenSigner};
+    use crate::auth::{KeySet, TokenSigner};
 
     fn setup() -> (TokenSigner, TokenVerifier) {
         let signer = TokenSigner::generate();

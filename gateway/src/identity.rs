@@ -1,0 +1,339 @@
+//! Who is calling: bearer tokens verified against the keys accounts
+//! publishes (JWKS, refreshed in the background), verified tokens cached
+//! until they expire, API token secrets exchanged for access tokens, and
+//! impersonation sessions checked so a stopped session stops working.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
+};
+
+use sha2::{Digest, Sha256};
+use steward_kit::{
+    RequestContext,
+    auth::{Claims, KeySet, Role, TokenSigner, TokenVerifier, token::TokenError},
+    context::keys,
+};
+use steward_proto::accounts::{
+    CheckImpersonationSessionRequest, ExchangeApiTokenRequest, GetJwksRequest,
+    auth_service_client::AuthServiceClient,
+};
+use tokio::sync::watch;
+use tonic::{Status, transport::Channel};
+
+/// The prefix of API token secrets (accounts' `API_TOKEN_PREFIX`).
+const API_TOKEN_PREFIX: &str = "stw_";
+/// An unknown key id triggers a JWKS refresh at most this often.
+const UNKNOWN_KEY_REFRESH: Duration = Duration::from_secs(10);
+
+/// What the gateway learned from the bearer.
+pub struct Authenticated {
+    /// The access token to forward (the exchanged one for an API token).
+    pub forward: Option<String>,
+    /// `None` when no token was presented.
+    pub verified: Option<Result<Claims, TokenError>>,
+}
+
+struct Cached<T> {
+    value: T,
+    until: Instant,
+}
+
+/// An access token exchanged for an API token, and its claims.
+type Exchanged = (String, Claims);
+
+/// A cache entry that has not expired.
+fn fresh<K, Q, V>(map: &Mutex<HashMap<K, Cached<V>>>, key: &Q) -> Option<V>
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+    V: Clone,
+{
+    map.lock()
+        .expect("lock")
+        .get(key)
+        .filter(|hit| hit.until > Instant::now())
+        .map(|hit| hit.value.clone())
+}
+
+pub struct Identity {
+    /// Keys from configuration; the JWKS adds to them.
+    configured: KeySet,
+    verifier: RwLock<Arc<TokenVerifier>>,
+    last_refresh: Mutex<Option<Instant>>,
+    tokens: Mutex<HashMap<String, Cached<Claims>>>,
+    /// digest of an API token secret -> exchanged access token.
+    api_tokens: Mutex<HashMap<Vec<u8>, Cached<Exchanged>>>,
+    /// session id -> active?
+    sessions: Mutex<HashMap<String, Cached<bool>>>,
+    accounts: AuthServiceClient<Channel>,
+    signer: Option<TokenSigner>,
+    cache_size: usize,
+    session_check_ttl: Duration,
+}
+
+fn remaining(claims: &Claims) -> Duration {
+    let left = claims.exp - chrono::Utc::now().timestamp();
+    Duration::from_secs(left.max(0) as u64)
+}
+
+/// Inserts into a bounded cache: when full, expired entries go first, and
+/// if that is not enough, everything (a burst of one-off tokens must not
+/// grow memory without bound).
+fn insert_bounded<K: std::hash::Hash + Eq, V>(
+    map: &mut HashMap<K, Cached<V>>,
+    limit: usize,
+    key: K,
+    value: Cached<V>,
+) {
+    if map.len() >= limit {
+        let now = Instant::now();
+        map.retain(|_, v| v.until > now);
+        if map.len() >= limit {
+            map.clear();
+        }
+    }
+    map.insert(key, value);
+}
+
+impl Identity {
+    pub fn new(
+        configured: KeySet,
+        accounts: Channel,
+        signer: Option<TokenSigner>,
+        cache_size: usize,
+        session_check_ttl: Duration,
+    ) -> Self {
+        Self {
+            verifier: RwLock::new(Arc::new(TokenVerifier::new(configured.clone()))),
+            configured,
+            last_refresh: Mutex::new(None),
+            tokens: Mutex::new(HashMap::new()),
+            api_tokens: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            accounts: AuthServiceClient::new(accounts),
+            signer,
+            cache_size: cache_size.max(16),
+            session_check_ttl,
+        }
+    }
+
+    /// Fetches the JWKS from accounts and verifies with it (plus the
+    /// configured keys) from now on.
+    pub async fn refresh_jwks(&self) -> Result<usize, Status> {
+        *self.last_refresh.lock().expect("lock") = Some(Instant::now());
+        let jwks = self
+            .accounts
+            .clone()
+            .get_jwks(GetJwksRequest {})
+            .await?
+            .into_inner();
+        let mut keys = self.configured.clone();
+        for jwk in jwks
+            .keys
+            .iter()
+            .filter(|k| k.kty == "OKP" && k.crv == "Ed25519")
+        {
+            if let Err(e) = keys.add_jwk_x(&jwk.x) {
+                tracing::warn!(kid = jwk.kid, error = %e, "ignoring a malformed JWK");
+            }
+        }
+        let count = keys.keys().len();
+        *self.verifier.write().expect("lock") = Arc::new(TokenVerifier::new(keys));
+        Ok(count)
+    }
+
+    /// Refreshes the JWKS every `interval` until `stopped`; retries sooner
+    /// while accounts cannot be reached.
+    pub async fn run_jwks_refresher(
+        self: Arc<Self>,
+        interval: Duration,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        loop {
+            let wait = match self.refresh_jwks().await {
+                Ok(count) => {
+                    tracing::debug!(keys = count, "jwks refreshed");
+                    interval
+                }
+                Err(status) => {
+                    tracing::warn!(code = ?status.code(), message = status.message(), "cannot fetch the jwks from accounts");
+                    interval.min(Duration::from_secs(2))
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopped.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    fn verifier(&self) -> Arc<TokenVerifier> {
+        self.verifier.read().expect("lock").clone()
+    }
+
+    async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if let Some(claims) = fresh(&self.tokens, token) {
+            return Ok(claims);
+        }
+        let mut verified = self.verifier().verify(token);
+        if verified == Err(TokenError::UnknownKey) {
+            // A key rotated in since the last refresh.
+            let due = self
+                .last_refresh
+                .lock()
+                .expect("lock")
+                .is_none_or(|t| t.elapsed() > UNKNOWN_KEY_REFRESH);
+            if due && self.refresh_jwks().await.is_ok() {
+                verified = self.verifier().verify(token);
+            }
+        }
+        if let Ok(claims) = &verified {
+            let entry = Cached {
+                value: claims.clone(),
+                until: Instant::now() + remaining(claims),
+            };
+            let mut cache = self.tokens.lock().expect("lock");
+            insert_bounded(&mut cache, self.cache_size, token.to_owned(), entry);
+        }
+        verified
+    }
+
+    /// Resolves the bearer of a call.
+    pub async fn authenticate(
+        &self,
+        bearer: Option<&str>,
+        context: &RequestContext,
+    ) -> Result<Authenticated, Status> {
+        let Some(bearer) = bearer else {
+            return Ok(Authenticated {
+                forward: None,
+                verified: None,
+            });
+        };
+        if bearer.starts_with(API_TOKEN_PREFIX) {
+            let (token, claims) = self.exchange(bearer, context).await?;
+            return Ok(Authenticated {
+                forward: Some(token),
+                verified: Some(Ok(claims)),
+            });
+        }
+        Ok(Authenticated {
+            forward: None,
+            verified: Some(self.verify(bearer).await),
+        })
+    }
+
+    /// An access token for an API token secret, from cache or accounts.
+    async fn exchange(
+        &self,
+        secret: &str,
+        context: &RequestContext,
+    ) -> Result<Exchanged, Status> {
+        let digest = Sha256::digest(secret.as_bytes()).to_vec();
+        if let Some(exchanged) = fresh(&self.api_tokens, &digest) {
+            return Ok(exchanged);
+        }
+        let mut request = tonic::Request::new(ExchangeApiTokenRequest {
+            secret: secret.to_owned(),
+        });
+        forward_context(request.metadata_mut(), context);
+        let response = self
+            .accounts
+            .clone()
+            .exchange_api_token(request)
+            .await
+            .map_err(|status| match status.code() {
+                tonic::Code::Unauthenticated
+                | tonic::Code::InvalidArgument
+                | tonic::Code::FailedPrecondition
+                | tonic::Code::NotFound => Status::unauthenticated(format!(
+                    "API token refused: {}",
+                    status.message()
+                )),
+                _ => Status::unavailable("cannot check the API token now"),
+            })?
+            .into_inner();
+        let token = response
+            .tokens
+            .map(|t| t.access_token)
+            .ok_or_else(|| Status::internal("accounts returned no access token"))?;
+        let claims = self
+            .verify(&token)
+            .await
+            .map_err(|e| Status::internal(format!("exchanged token does not verify: {e}")))?;
+        // Renew a little before expiry so a forwarded token never lapses in
+        // flight.
+        let until = Instant::now() + remaining(&claims).saturating_sub(Duration::from_secs(30));
+        let entry = Cached {
+            value: (token.clone(), claims.clone()),
+            until,
+        };
+        insert_bounded(
+            &mut self.api_tokens.lock().expect("lock"),
+            self.cache_size,
+            digest,
+            entry,
+        );
+        Ok((token, claims))
+    }
+
+    /// Is the impersonation session still on? Active answers are cached for
+    /// `session_check_ttl`, ended ones for good. Without a signing key the
+    /// gateway cannot ask and trusts the token until it expires.
+    pub async fn session_active(&self, session_id: &str) -> Result<bool, Status> {
+        let Some(signer) = &self.signer else {
+            return Ok(true);
+        };
+        if let Some(active) = fresh(&self.sessions, session_id) {
+            return Ok(active);
+        }
+        let token = signer.sign(&Claims::new(
+            "service:gateway",
+            &[Role::PlatformService],
+            Duration::from_secs(60),
+        ));
+        let mut request = tonic::Request::new(CheckImpersonationSessionRequest {
+            session_id: session_id.to_owned(),
+        });
+        if let Ok(value) = format!("Bearer {token}").parse() {
+            request.metadata_mut().insert("authorization", value);
+        }
+        let active = self
+            .accounts
+            .clone()
+            .check_impersonation_session(request)
+            .await
+            .map_err(|_| Status::unavailable("cannot check the impersonation session now"))?
+            .into_inner()
+            .active;
+        let ttl = if active {
+            self.session_check_ttl
+        } else {
+            Duration::from_secs(24 * 3600)
+        };
+        insert_bounded(
+            &mut self.sessions.lock().expect("lock"),
+            self.cache_size,
+            session_id.to_owned(),
+            Cached {
+                value: active,
+                until: Instant::now() + ttl,
+            },
+        );
+        Ok(active)
+    }
+}
+
+/// Tells a backend who the end client is (the gateway is a trusted proxy).
+pub fn forward_context(metadata: &mut tonic::metadata::MetadataMap, context: &RequestContext) {
+    let mut set = |key: &'static str, value: &str| {
+        if let Ok(value) = value.parse() {
+            metadata.insert(key, value);
+        }
+    };
+    set(keys::REQUEST_ID, &context.request_id);
+    set(keys::CLIENT_IP, &context.client_ip);
+    set(keys::USER_AGENT, &context.user_agent);
+}
