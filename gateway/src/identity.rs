@@ -69,8 +69,16 @@ pub struct Identity {
     sessions: Mutex<HashMap<String, Cached<bool>>>,
     accounts: AuthServiceClient<Channel>,
     signer: Option<TokenSigner>,
-    cache_size: usize,
-    session_check_ttl: Duration,
+    cache: CacheConfig,
+}
+
+/// Bounds of the identity caches.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheConfig {
+    /// Entries per cache.
+    pub size: usize,
+    pub session_check_ttl: Duration,
+    pub api_token_ttl: Duration,
 }
 
 fn remaining(claims: &Claims) -> Duration {
@@ -102,8 +110,7 @@ impl Identity {
         configured: KeySet,
         accounts: Channel,
         signer: Option<TokenSigner>,
-        cache_size: usize,
-        session_check_ttl: Duration,
+        cache: CacheConfig,
     ) -> Self {
         Self {
             verifier: RwLock::new(Arc::new(TokenVerifier::new(configured.clone()))),
@@ -114,8 +121,10 @@ impl Identity {
             sessions: Mutex::new(HashMap::new()),
             accounts: AuthServiceClient::new(accounts),
             signer,
-            cache_size: cache_size.max(16),
-            session_check_ttl,
+            cache: CacheConfig {
+                size: cache.size.max(16),
+                ..cache
+            },
         }
     }
 
@@ -195,7 +204,7 @@ impl Identity {
                 until: Instant::now() + remaining(claims),
             };
             let mut cache = self.tokens.lock().expect("lock");
-            insert_bounded(&mut cache, self.cache_size, token.to_owned(), entry);
+            insert_bounded(&mut cache, self.cache.size, token.to_owned(), entry);
         }
         verified
     }
@@ -226,11 +235,7 @@ impl Identity {
     }
 
     /// An access token for an API token secret, from cache or accounts.
-    async fn exchange(
-        &self,
-        secret: &str,
-        context: &RequestContext,
-    ) -> Result<Exchanged, Status> {
+    async fn exchange(&self, secret: &str, context: &RequestContext) -> Result<Exchanged, Status> {
         let digest = Sha256::digest(secret.as_bytes()).to_vec();
         if let Some(exchanged) = fresh(&self.api_tokens, &digest) {
             return Ok(exchanged);
@@ -248,10 +253,9 @@ impl Identity {
                 tonic::Code::Unauthenticated
                 | tonic::Code::InvalidArgument
                 | tonic::Code::FailedPrecondition
-                | tonic::Code::NotFound => Status::unauthenticated(format!(
-                    "API token refused: {}",
-                    status.message()
-                )),
+                | tonic::Code::NotFound => {
+                    Status::unauthenticated(format!("API token refused: {}", status.message()))
+                }
                 _ => Status::unavailable("cannot check the API token now"),
             })?
             .into_inner();
@@ -265,14 +269,17 @@ impl Identity {
             .map_err(|e| Status::internal(format!("exchanged token does not verify: {e}")))?;
         // Renew a little before expiry so a forwarded token never lapses in
         // flight.
-        let until = Instant::now() + remaining(&claims).saturating_sub(Duration::from_secs(30));
+        let until = Instant::now()
+            + remaining(&claims)
+                .saturating_sub(Duration::from_secs(30))
+                .min(self.cache.api_token_ttl);
         let entry = Cached {
             value: (token.clone(), claims.clone()),
             until,
         };
         insert_bounded(
             &mut self.api_tokens.lock().expect("lock"),
-            self.cache_size,
+            self.cache.size,
             digest,
             entry,
         );
@@ -309,13 +316,13 @@ impl Identity {
             .into_inner()
             .active;
         let ttl = if active {
-            self.session_check_ttl
+            self.cache.session_check_ttl
         } else {
             Duration::from_secs(24 * 3600)
         };
         insert_bounded(
             &mut self.sessions.lock().expect("lock"),
-            self.cache_size,
+            self.cache.size,
             session_id.to_owned(),
             Cached {
                 value: active,

@@ -44,6 +44,11 @@ pub struct GatewayConfig {
     /// How long an impersonation session is taken as active without asking.
     #[serde(with = "humantime_serde")]
     pub session_check_ttl: Duration,
+    /// How long an API token's exchanged access token is reused: a deleted
+    /// or refreshed API token keeps working through the gateway at most this
+    /// long.
+    #[serde(with = "humantime_serde")]
+    pub api_token_cache_ttl: Duration,
     /// Verified tokens kept in memory.
     pub token_cache_size: usize,
     /// Refusal audit events held while the audit service is slow or down.
@@ -72,6 +77,7 @@ impl Default for GatewayConfig {
             rate_limits: RateLimitConfig::default(),
             jwks_refresh_interval: Duration::from_secs(300),
             session_check_ttl: Duration::from_secs(5),
+            api_token_cache_ttl: Duration::from_secs(60),
             token_cache_size: 100_000,
             audit_buffer: 10_000,
             connections_per_backend: 2,
@@ -117,9 +123,10 @@ fn channel(url: &str, connections: usize) -> Result<Channel, String> {
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
-    Ok(Channel::balance_list(
-        std::iter::repeat_n(endpoint, connections.max(1)),
-    ))
+    Ok(Channel::balance_list(std::iter::repeat_n(
+        endpoint,
+        connections.max(1),
+    )))
 }
 
 pub struct Application {
@@ -143,7 +150,10 @@ impl Application {
             })?;
             backends.insert(name.clone(), channel);
         }
-        let accounts = backends.get("accounts").cloned().ok_or(BuildError::NoAccounts)?;
+        let accounts = backends
+            .get("accounts")
+            .cloned()
+            .ok_or(BuildError::NoAccounts)?;
         let audit_endpoint = config
             .audit_endpoint
             .clone()
@@ -165,8 +175,11 @@ impl Application {
             deps.keys,
             accounts,
             deps.signer,
-            config.token_cache_size,
-            config.session_check_ttl,
+            identity::CacheConfig {
+                size: config.token_cache_size,
+                session_check_ttl: config.session_check_ttl,
+                api_token_ttl: config.api_token_cache_ttl,
+            },
         ));
         let (_, health) = tonic_health::server::health_reporter();
         let shared = Arc::new(proxy::Shared {
@@ -182,12 +195,13 @@ impl Application {
         for origin in &config.cors_origins {
             http::HeaderValue::from_str(origin).map_err(|_| BuildError::Origin(origin.clone()))?;
         }
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| BuildError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BuildError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         Ok(Self {
             listener,
             shared,
@@ -241,7 +255,9 @@ impl Application {
         let stack = tower::ServiceBuilder::new()
             // 1. metrics: `GET /metrics` answered here, before gRPC-Web
             //    (which refuses plain HTTP/1 requests).
-            .layer(metrics::MetricsEndpointLayer::new(self.shared.metrics.clone()))
+            .layer(metrics::MetricsEndpointLayer::new(
+                self.shared.metrics.clone(),
+            ))
             // 2. CORS for browser origins (preflight answered here).
             .option_layer(cors)
             // 3. gRPC-Web -> gRPC, so the proxy sees one protocol.

@@ -75,7 +75,10 @@ impl Metrics {
     }
 
     pub fn record_audit_batch_failed(&self) {
-        self.state.lock().expect("metrics lock").audit_failed_batches += 1;
+        self.state
+            .lock()
+            .expect("metrics lock")
+            .audit_failed_batches += 1;
     }
 
     pub fn audit_dropped(&self) -> u64 {
@@ -119,14 +122,23 @@ impl Metrics {
                 h.count
             );
         }
-        out.push_str("# HELP steward_gateway_refused_total Calls refused at the edge, by reason.\n");
+        out.push_str(
+            "# HELP steward_gateway_refused_total Calls refused at the edge, by reason.\n",
+        );
         out.push_str("# TYPE steward_gateway_refused_total counter\n");
         for (reason, n) in &state.refused {
-            let _ = writeln!(out, "steward_gateway_refused_total{{reason=\"{reason}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "steward_gateway_refused_total{{reason=\"{reason}\"}} {n}"
+            );
         }
         out.push_str("# HELP steward_gateway_audit_dropped_total Refusal audit events dropped because the buffer was full.\n");
         out.push_str("# TYPE steward_gateway_audit_dropped_total counter\n");
-        let _ = writeln!(out, "steward_gateway_audit_dropped_total {}", state.audit_dropped);
+        let _ = writeln!(
+            out,
+            "steward_gateway_audit_dropped_total {}",
+            state.audit_dropped
+        );
         out.push_str("# HELP steward_gateway_audit_failed_batches_total Refusal audit batches the audit service did not take (retried).\n");
         out.push_str("# TYPE steward_gateway_audit_failed_batches_total counter\n");
         let _ = writeln!(
@@ -246,9 +258,9 @@ mod tests {
         m.record_audit_dropped();
         let text = m.render();
         assert!(text.contains("steward_gateway_calls_total{method=\"/a.B/C\",code=\"Ok\"} 1"));
-        assert!(
-            text.contains("steward_gateway_calls_total{method=\"/a.B/C\",code=\"PermissionDenied\"} 1")
-        );
+        assert!(text.contains(
+            "steward_gateway_calls_total{method=\"/a.B/C\",code=\"PermissionDenied\"} 1"
+        ));
         assert!(text.contains(
             "steward_gateway_call_duration_seconds_bucket{method=\"/a.B/C\",le=\"0.005\"} 1"
         ));

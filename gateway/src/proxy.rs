@@ -27,7 +27,7 @@ use tracing::Instrument;
 use crate::{
     identity::{Authenticated, Identity},
     limits::{Exceeded, Limits},
-    metrics::{Metrics, MeteredBody, Pending, header_code},
+    metrics::{MeteredBody, Metrics, Pending, header_code},
     refusals::{Refusal, RefusalAudit},
 };
 
@@ -138,14 +138,17 @@ impl Shared {
                 return self.respond_status(&path, &context, status, started);
             };
             let bearer = steward_kit::auth::layer::bearer(req.headers()).map(str::to_owned);
-            let Authenticated { forward, verified } =
-                match self.identity.authenticate(bearer.as_deref(), &context).await {
-                    Ok(authenticated) => authenticated,
-                    Err(status) if status.code() == Code::Unauthenticated => {
-                        return refuse(status, None);
-                    }
-                    Err(status) => return self.respond_status(&path, &context, status, started),
-                };
+            let Authenticated { forward, verified } = match self
+                .identity
+                .authenticate(bearer.as_deref(), &context)
+                .await
+            {
+                Ok(authenticated) => authenticated,
+                Err(status) if status.code() == Code::Unauthenticated => {
+                    return refuse(status, None);
+                }
+                Err(status) => return self.respond_status(&path, &context, status, started),
+            };
             let claims = verified.as_ref().and_then(|v| v.as_ref().ok()).cloned();
             if let Err(status) = decide(self.policies.get(&path), verified) {
                 return refuse(status, claims.as_ref());

@@ -32,6 +32,8 @@ pub type AuditClient = steward_proto::audit::audit_service_client::AuditServiceC
 pub type BillingClient = steward_proto::billing::billing_service_client::BillingServiceClient<
     InterceptedService<Channel, Bearer>,
 >;
+pub type AuthClient =
+    pb::auth_service_client::AuthServiceClient<InterceptedService<Channel, Bearer>>;
 pub type IngestClient = steward_proto::audit::audit_ingest_service_client::AuditIngestServiceClient<
     InterceptedService<Channel, Bearer>,
 >;
@@ -73,6 +75,15 @@ pub struct Options {
     pub retention_interval: Option<Duration>,
     /// Also run billing (same database) with this configuration.
     pub billing: Option<steward_billing::BillingConfig>,
+    /// Also run the gateway in front of every service spawned, with this
+    /// configuration (listen and backends are filled in).
+    pub gateway: Option<steward_gateway::GatewayConfig>,
+    /// Accounts' sign-in rules (lockout thresholds and the like).
+    pub identity: Option<steward_accounts::IdentityConfig>,
+    /// The signing key (default: a fresh one) and retired keys still
+    /// accepted and published (key rotation).
+    pub signer: Option<TokenSigner>,
+    pub retired_keys: Vec<TokenSigner>,
 }
 
 pub struct TestApp {
@@ -82,12 +93,19 @@ pub struct TestApp {
     channel: Channel,
     audit_channel: Option<Channel>,
     billing_channel: Option<Channel>,
+    gateway: Option<(Channel, steward_gateway::metrics::Metrics)>,
+    /// The gateway's address (`http://...`), when spawned with one.
+    pub gateway_endpoint: Option<String>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn security(signer: &TokenSigner) -> Security {
-    let mut keys = KeySet::default();
+    security_with(signer, &KeySet::default())
+}
+
+fn security_with(signer: &TokenSigner, retired: &KeySet) -> Security {
+    let mut keys = retired.clone();
     keys.add(signer.verifying_key());
     Security {
         policies: PolicyTable::from_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET)
@@ -129,7 +147,11 @@ impl TestApp {
     pub async fn spawn_with(options: Options) -> Self {
         init_logs();
         let db = TestDb::create().await;
-        let signer = TokenSigner::generate();
+        let signer = options.signer.clone().unwrap_or_else(TokenSigner::generate);
+        let mut retired = KeySet::default();
+        for key in &options.retired_keys {
+            retired.add(key.verifying_key());
+        }
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut audit_channel = None;
@@ -160,7 +182,9 @@ impl TestApp {
             );
             audit_endpoint = Some(endpoint);
         }
+        let audit_endpoint_for_gateway = audit_endpoint.clone();
         let mut billing_channel = None;
+        let mut billing_endpoint = None;
         if let Some(config) = options.billing.clone() {
             let app = steward_billing::Application::build(steward_billing::Deps {
                 pool: pool(&db, steward_billing::SCHEMA).await,
@@ -186,15 +210,16 @@ impl TestApp {
                 app.run_until_stopped(stopped).await.expect("billing runs");
             }));
             wait_for_port(&endpoint).await;
+            billing_endpoint = Some(endpoint.clone());
             billing_channel = Some(Channel::from_shared(endpoint).unwrap().connect_lazy());
         }
         let app = steward_accounts::Application::build(steward_accounts::Deps {
             pool: pool(&db, steward_accounts::SCHEMA).await,
             database_url: db.url.clone(),
-            security: security(&signer),
+            security: security_with(&signer, &retired),
             page_tokens: PageTokens::new(rand_key()),
             signer: signer.clone(),
-            retired_keys: KeySet::default(),
+            retired_keys: retired.clone(),
             server: ServerConfig::default(),
             outbox: OutboxConfig {
                 audit_endpoint,
@@ -211,6 +236,7 @@ impl TestApp {
                 erasure_interval: options
                     .erasure_interval
                     .unwrap_or(Duration::from_secs(3600)),
+                identity: options.identity.clone().unwrap_or_default(),
                 ..Default::default()
             },
         })
@@ -224,6 +250,42 @@ impl TestApp {
             .unwrap()
             .connect_lazy();
         wait_for_port(&endpoint).await;
+        let mut gateway = None;
+        let mut gateway_endpoint = None;
+        if let Some(mut config) = options.gateway {
+            config.listen = "127.0.0.1:0".parse().unwrap();
+            config.backends.clear();
+            config.backends.insert("accounts".into(), endpoint.clone());
+            for (name, channel_endpoint) in [
+                ("audit", audit_endpoint_for_gateway.clone()),
+                ("billing", billing_endpoint.clone()),
+            ] {
+                if let Some(url) = channel_endpoint {
+                    config.backends.insert(name.into(), url);
+                }
+            }
+            let app = steward_gateway::Application::build(steward_gateway::Deps {
+                config,
+                server: ServerConfig::default(),
+                policies: security(&signer).policies,
+                keys: KeySet::default(),
+                signer: Some(signer.clone()),
+            })
+            .await
+            .expect("bind gateway");
+            let url = format!("http://{}", app.local_addr());
+            let metrics = app.metrics();
+            let stopped = stop.subscribe();
+            tasks.push(tokio::spawn(async move {
+                app.run_until_stopped(stopped).await.expect("gateway runs");
+            }));
+            wait_for_port(&url).await;
+            gateway = Some((
+                Channel::from_shared(url.clone()).unwrap().connect_lazy(),
+                metrics,
+            ));
+            gateway_endpoint = Some(url);
+        }
         Self {
             db,
             signer,
@@ -231,9 +293,68 @@ impl TestApp {
             channel,
             audit_channel,
             billing_channel,
+            gateway,
+            gateway_endpoint,
             stop,
             tasks,
         }
+    }
+
+    fn gateway_channel(&self) -> Channel {
+        self.gateway
+            .as_ref()
+            .expect("spawned with a gateway")
+            .0
+            .clone()
+    }
+
+    /// The gateway's metrics registry.
+    pub fn gateway_metrics(&self) -> steward_gateway::metrics::Metrics {
+        self.gateway
+            .as_ref()
+            .expect("spawned with a gateway")
+            .1
+            .clone()
+    }
+
+    /// Accounts through the gateway, with `token` as bearer.
+    pub fn gw_accounts(&self, token: Option<String>) -> AccountsClient {
+        pb::accounts_service_client::AccountsServiceClient::with_interceptor(
+            self.gateway_channel(),
+            Bearer(token),
+        )
+    }
+
+    /// Identity through the gateway.
+    pub fn gw_auth(&self, token: Option<String>) -> AuthClient {
+        pb::auth_service_client::AuthServiceClient::with_interceptor(
+            self.gateway_channel(),
+            Bearer(token),
+        )
+    }
+
+    /// Audit through the gateway.
+    pub fn gw_audit(&self, token: Option<String>) -> AuditClient {
+        steward_proto::audit::audit_service_client::AuditServiceClient::with_interceptor(
+            self.gateway_channel(),
+            Bearer(token),
+        )
+    }
+
+    /// Billing through the gateway.
+    pub fn gw_billing(&self, token: Option<String>) -> BillingClient {
+        steward_proto::billing::billing_service_client::BillingServiceClient::with_interceptor(
+            self.gateway_channel(),
+            Bearer(token),
+        )
+    }
+
+    /// Identity directly on accounts.
+    pub fn auth(&self, token: Option<String>) -> AuthClient {
+        pb::auth_service_client::AuthServiceClient::with_interceptor(
+            self.channel.clone(),
+            Bearer(token),
+        )
     }
 
     /// Starts the audit service late, on `addr` (see `Options::audit_listen`).

@@ -1086,6 +1086,21 @@ async fn every_audit_action_accounts_declares_is_in_the_catalog() {
         .iter()
         .map(|s| format!("user.status.{s}")),
     )
+    // Every AuthService action, plus the refinements it records.
+    .chain(
+        policies
+            .methods_of("steward.accounts.v1.AuthService")
+            .into_iter()
+            .map(|(_, p)| p.audit_action)
+            .filter(|a| !a.is_empty()),
+    )
+    .chain(
+        [
+            "user.account.locked_out",
+            "user.session.refresh_token_reused",
+        ]
+        .map(String::from),
+    )
     .collect();
     for action in declared {
         assert!(

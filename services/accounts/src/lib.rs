@@ -142,13 +142,7 @@ impl Application {
         let (stop_tasks, tasks_stopped) = server::linked_stop(&shutdown);
         let mut tasks = tokio::task::JoinSet::new();
         let d = &self.deps;
-        for relay in outbox::relays(
-            &d.pool,
-            &d.database_url,
-            SCHEMA,
-            Some(&d.signer),
-            &d.outbox,
-        ) {
+        for relay in outbox::relays(&d.pool, &d.database_url, SCHEMA, Some(&d.signer), &d.outbox) {
             tasks.spawn(relay.run(tasks_stopped.clone()));
         }
         tasks.spawn(steward_kit::idempotency::run_purger(

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use steward_accounts::AccountsConfig;
 use steward_audit::AuditConfig;
 use steward_billing::BillingConfig;
+use steward_gateway::GatewayConfig;
 use steward_kit::{
     db::PoolConfig, outbox::OutboxConfig, server::ServerConfig, telemetry::LogFormat,
 };
@@ -39,6 +40,7 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub audit: AuditConfig,
     pub billing: BillingConfig,
+    pub gateway: GatewayConfig,
 }
 
 impl Config {

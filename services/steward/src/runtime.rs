@@ -7,6 +7,7 @@ use diesel_async::AsyncConnection;
 use steward_accounts as accounts;
 use steward_audit as audit;
 use steward_billing as billing;
+use steward_gateway as gateway;
 use steward_kit::{
     RequestContext,
     auth::{Caller, Claims, KeySet, PolicyTable, Role, TokenSigner, TokenVerifier},
@@ -210,11 +211,28 @@ async fn billing_app(
     .with_context(|| format!("binding billing on {}", config.billing.listen))
 }
 
+/// Builds the gateway on `config.gateway.listen`.
+async fn gateway_app(
+    config: &Config,
+    signer: &TokenSigner,
+) -> anyhow::Result<gateway::Application> {
+    let security = security(config, signer)?;
+    Ok(gateway::Application::build(gateway::Deps {
+        config: config.gateway.clone(),
+        server: config.server.clone(),
+        policies: security.policies,
+        keys: retired_keys(config)?,
+        signer: Some(signer.clone()),
+    })
+    .await?)
+}
+
 /// A component serving until the shared stop signal.
 enum App {
     Accounts(Box<accounts::Application>),
     Audit(Box<audit::Application>),
     Billing(Box<billing::Application>),
+    Gateway(Box<gateway::Application>),
 }
 
 impl App {
@@ -223,6 +241,7 @@ impl App {
             App::Accounts(app) => app.run_until_stopped(stopped).await,
             App::Audit(app) => app.run_until_stopped(stopped).await,
             App::Billing(app) => app.run_until_stopped(stopped).await,
+            App::Gateway(app) => app.run_until_stopped(stopped).await,
         }
     }
 }
@@ -261,7 +280,20 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     // In one process, accounts and billing relay their audit events to it.
     let accounts = accounts_app(&config, &database.url, &signer).await?;
     let billing = billing_app(&config, &database.url, &signer).await?;
+    // The gateway fronts the components of this process.
+    for (name, addr) in [
+        ("accounts", accounts.local_addr()),
+        ("billing", billing.local_addr()),
+        ("audit", audit.local_addr()),
+    ] {
+        config
+            .gateway
+            .backends
+            .insert(name.to_owned(), format!("http://{addr}"));
+    }
+    let gateway = gateway_app(&config, &signer).await?;
     println!("database       {}", redact(&database.url));
+    println!("gateway        {}", gateway.local_addr());
     println!("accounts       {}", accounts.local_addr());
     println!("billing        {}", billing.local_addr());
     println!("audit          {}", audit.local_addr());
@@ -270,14 +302,21 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
         App::Accounts(Box::new(accounts)),
         App::Audit(Box::new(audit)),
         App::Billing(Box::new(billing)),
+        App::Gateway(Box::new(gateway)),
     ])
     .await
 }
 
 pub async fn serve(config: Config, component: Component) -> anyhow::Result<()> {
     let _telemetry = init_telemetry(&config)?;
-    let database = database(&config).await?;
     let signer = signer(&config)?;
+    // The gateway holds no data: no database.
+    if component == Component::Gateway {
+        let app = gateway_app(&config, &signer).await?;
+        tracing::info!(addr = %app.local_addr(), "gateway serving");
+        return run_until_signal(vec![App::Gateway(Box::new(app))]).await;
+    }
+    let database = database(&config).await?;
     match component {
         Component::Accounts => {
             let app = accounts_app(&config, &database.url, &signer).await?;

@@ -305,7 +305,11 @@ impl pb::auth_service_server::AuthService for AuthApi {
                             until.to_rfc3339()
                         ),
                     );
-                    record.clone().failed(refusal.to_string()).write(conn).await?;
+                    record
+                        .clone()
+                        .failed(refusal.to_string())
+                        .write(conn)
+                        .await?;
                     return Ok(Err(refusal));
                 }
                 let second_factor = if !password_ok || !user.two_factor_enabled {
@@ -345,7 +349,10 @@ impl pb::auth_service_server::AuthService for AuthApi {
                             .category(steward_proto::audit::Category::System)
                             .comment(
                                 "locked_until",
-                                after.locked_until.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                                after
+                                    .locked_until
+                                    .map(|t| t.to_rfc3339())
+                                    .unwrap_or_default(),
                             )
                             .write(conn)
                             .await?;
@@ -353,7 +360,11 @@ impl pb::auth_service_server::AuthService for AuthApi {
                     return Ok(Err(unauthenticated(what)));
                 }
                 if let Err(refusal) = ensure_may_sign_in(&user) {
-                    record.clone().failed(refusal.to_string()).write(conn).await?;
+                    record
+                        .clone()
+                        .failed(refusal.to_string())
+                        .write(conn)
+                        .await?;
                     return Ok(Err(refusal));
                 }
                 let mut changes = CredentialChanges::attempts(Default::default());
@@ -499,8 +510,12 @@ impl pb::auth_service_server::AuthService for AuthApi {
                 load_user(conn, id).await?;
                 let credentials = store::lock_credentials(conn, id).await?;
                 let was_locked = credentials.attempts().is_locked(Utc::now());
-                store::update_credentials(conn, id, CredentialChanges::attempts(Default::default()))
-                    .await?;
+                store::update_credentials(
+                    conn,
+                    id,
+                    CredentialChanges::attempts(Default::default()),
+                )
+                .await?;
                 record
                     .clone()
                     .comment("was_locked", was_locked.to_string())
@@ -800,9 +815,8 @@ impl pb::auth_service_server::AuthService for AuthApi {
         let rows = store::list_api_tokens(&mut conn, id, page.after, page.limit())
             .await
             .map_err(Error::from)?;
-        let (rows, next_page_token) = page::split(rows, page.size, |t| {
-            self.pages.encode(&fingerprint, &t.id)
-        });
+        let (rows, next_page_token) =
+            page::split(rows, page.size, |t| self.pages.encode(&fingerprint, &t.id));
         Ok(Response::new(pb::ListApiTokensResponse {
             tokens: rows.iter().map(api_token).collect(),
             page: Some(common::PageResponse { next_page_token }),
@@ -1095,27 +1109,25 @@ impl pb::auth_service_server::AuthService for AuthApi {
             active_only: r.active_only,
         };
         let fingerprint = format!("sessions|{filter:?}");
-        let page = match self.pages.page::<Uuid>(
-            &fingerprint,
-            r.page.as_ref(),
-            DEFAULT_PAGE,
-            MAX_PAGE,
-        ) {
-            Ok(page) => Some(page),
-            Err(e) => {
-                v.merge(e);
-                None
-            }
-        };
+        let page =
+            match self
+                .pages
+                .page::<Uuid>(&fingerprint, r.page.as_ref(), DEFAULT_PAGE, MAX_PAGE)
+            {
+                Ok(page) => Some(page),
+                Err(e) => {
+                    v.merge(e);
+                    None
+                }
+            };
         v.check().map_err(Error::from)?;
         let page = page.expect("checked above");
         let mut conn = self.conn().await?;
         let rows = store::list_sessions(&mut conn, &filter, page.after, page.limit())
             .await
             .map_err(Error::from)?;
-        let (rows, next_page_token) = page::split(rows, page.size, |s| {
-            self.pages.encode(&fingerprint, &s.id)
-        });
+        let (rows, next_page_token) =
+            page::split(rows, page.size, |s| self.pages.encode(&fingerprint, &s.id));
         Ok(Response::new(pb::ListImpersonationSessionsResponse {
             sessions: rows.iter().map(session).collect(),
             page: Some(common::PageResponse { next_page_token }),

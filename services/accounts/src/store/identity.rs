@@ -158,7 +158,10 @@ pub async fn revoke_family(conn: &mut AsyncPgConnection, family_id: Uuid) -> Que
 }
 
 /// Signs the user out everywhere; returns how many tokens were live.
-pub async fn revoke_all_for_user(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<usize> {
+pub async fn revoke_all_for_user(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+) -> QueryResult<usize> {
     use refresh_tokens::dsl as r;
     diesel::update(
         r::refresh_tokens

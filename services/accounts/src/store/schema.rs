@@ -108,4 +108,10 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(users, credentials, refresh_tokens, api_tokens, impersonation_sessions);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    credentials,
+    refresh_tokens,
+    api_tokens,
+    impersonation_sessions
+);

@@ -128,6 +128,19 @@ impl PolicyTable {
             .collect()
     }
 
+    /// `(path, policy)` of each method of `service` (full name) that has one.
+    pub fn methods_of(&self, service: &str) -> Vec<(String, MethodPolicy)> {
+        let prefix = format!("/{service}/");
+        let mut methods: Vec<_> = self
+            .methods
+            .iter()
+            .filter(|(path, _)| path.starts_with(&prefix))
+            .map(|(path, policy)| (path.clone(), policy.clone()))
+            .collect();
+        methods.sort_by(|a, b| a.0.cmp(&b.0));
+        methods
+    }
+
     pub fn len(&self) -> usize {
         self.all_methods.len()
     }
