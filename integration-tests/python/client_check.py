@@ -4,7 +4,10 @@
 Starts `steward up` on free ports with a throwaway data dir, mints an admin
 token with `steward token issue`, discovers the service through server
 reflection, then creates, lists and suspends users through stubs generated
-from proto/ with grpcio-tools. Exits non-zero on any mismatch.
+from proto/ with grpcio-tools. Then, through the gateway: signs in as a
+USER_ADMIN with email and password, lists users, is refused without the
+role, and makes a gRPC-Web call (the browser wire format, spoken by hand
+over HTTP/1.1 with a CORS preflight). Exits non-zero on any mismatch.
 
 usage: client_check.py --steward target/debug/steward
 """
@@ -16,7 +19,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import struct
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -66,6 +71,94 @@ def check(condition: bool, message: str) -> None:
     print(f"ok: {message}")
 
 
+UI_ORIGIN = "http://ui.example"
+
+
+def grpc_web_call(port: int, method: str, message: bytes, token: str, origin: str) -> tuple[list[bytes], dict]:
+    """One unary gRPC-Web call: a length-prefixed frame in, data frames and a
+    trailer frame (flag 0x80) out."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/{method}",
+        data=b"\x00" + struct.pack(">I", len(message)) + message,
+        method="POST",
+        headers={
+            "content-type": "application/grpc-web+proto",
+            "x-grpc-web": "1",
+            "authorization": f"Bearer {token}",
+            "origin": origin,
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read()
+        allow_origin = response.headers.get("access-control-allow-origin")
+    messages, trailers = [], {}
+    while body:
+        flag, length = body[0], struct.unpack(">I", body[1:5])[0]
+        payload, body = body[5 : 5 + length], body[5 + length :]
+        if flag & 0x80:
+            for line in payload.decode().split("\r\n"):
+                if ":" in line:
+                    key, value = line.split(":", 1)
+                    trailers[key.strip().lower()] = value.strip()
+        else:
+            messages.append(payload)
+    trailers["access-control-allow-origin"] = allow_origin
+    return messages, trailers
+
+
+def gateway_checks(steward: str, data_dir: str, env: dict, port: int, email: str, password: str, admin_id: str) -> None:
+    from steward.accounts.v1 import accounts_service_pb2 as pb
+    from steward.accounts.v1 import accounts_service_pb2_grpc as pb_grpc
+    from steward.accounts.v1 import auth_service_pb2 as auth_pb
+    from steward.accounts.v1 import auth_service_pb2_grpc as auth_grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    signed_in = auth_grpc.AuthServiceStub(channel).SignIn(
+        auth_pb.SignInRequest(email=email, password=password, device="python check")
+    )
+    check(signed_in.user_id == admin_id and signed_in.tokens.refresh_token, "signed in through the gateway with email and password")
+    token = signed_in.tokens.access_token
+    accounts = pb_grpc.AccountsServiceStub(channel)
+    listed, call = accounts.ListUsers.with_call(pb.ListUsersRequest(query=email), metadata=[("authorization", f"Bearer {token}")])
+    check([u.id for u in listed.users] == [admin_id], "the signed-in admin lists users through the gateway")
+    check(any(k == "x-request-id" for k, _ in call.initial_metadata()), "the gateway returns a request id")
+
+    user_token = subprocess.run(
+        [steward, "--data-dir", data_dir, "token", "issue", "--subject", str(uuid.uuid4()), "--role", "USER"],
+        env=env, check=True, capture_output=True, text=True,
+    ).stdout.strip().splitlines()[-1]
+    try:
+        accounts.ListUsers(pb.ListUsersRequest(), metadata=[("authorization", f"Bearer {user_token}")])
+        check(False, "a plain user is refused ListUsers at the gateway")
+    except grpc.RpcError as err:
+        check(err.code() == grpc.StatusCode.PERMISSION_DENIED, "a plain user is PERMISSION_DENIED at the gateway")
+
+    # CORS preflight, as a browser sends it before a gRPC-Web call.
+    preflight = urllib.request.Request(
+        f"http://127.0.0.1:{port}/steward.accounts.v1.AccountsService/GetUser",
+        method="OPTIONS",
+        headers={
+            "origin": UI_ORIGIN,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type,x-grpc-web,authorization",
+        },
+    )
+    with urllib.request.urlopen(preflight, timeout=10) as response:
+        check(response.headers.get("access-control-allow-origin") == UI_ORIGIN, "CORS preflight allows the configured origin")
+
+    messages, trailers = grpc_web_call(
+        port, "steward.accounts.v1.AccountsService/GetUser", pb.GetUserRequest(user_id=admin_id).SerializeToString(), token, UI_ORIGIN
+    )
+    check(trailers.get("grpc-status") == "0", f"gRPC-Web call succeeded ({trailers})")
+    user = pb.GetUserResponse.FromString(messages[0]).user
+    check(user.email == email, "gRPC-Web GetUser returned the admin")
+    check(trailers.get("access-control-allow-origin") == UI_ORIGIN, "the gRPC-Web response carries the CORS origin")
+    _, refused = grpc_web_call(
+        port, "steward.accounts.v1.AccountsService/ListUsers", pb.ListUsersRequest().SerializeToString(), user_token, UI_ORIGIN
+    )
+    check(refused.get("grpc-status") == str(grpc.StatusCode.PERMISSION_DENIED.value[0]), f"gRPC-Web refusal carries PERMISSION_DENIED ({refused})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steward", required=True)
@@ -84,9 +177,11 @@ def main() -> None:
         from steward.billing.v1 import billing_service_pb2_grpc as billing_grpc
         from steward.common.v1 import common_pb2
 
-        port, billing_port, audit_port = free_port(), free_port(), free_port()
+        port, billing_port, audit_port, gateway_port = free_port(), free_port(), free_port(), free_port()
         env = dict(
             os.environ,
+            STEWARD_GATEWAY__LISTEN=f"127.0.0.1:{gateway_port}",
+            STEWARD_GATEWAY__CORS_ORIGINS=f'["{UI_ORIGIN}"]',
             STEWARD_ACCOUNTS__LISTEN=f"127.0.0.1:{port}",
             STEWARD_BILLING__LISTEN=f"127.0.0.1:{billing_port}",
             STEWARD_AUDIT__LISTEN=f"127.0.0.1:{audit_port}",
@@ -150,6 +245,8 @@ def main() -> None:
             check("password: " in created, "create-admin generated and printed a password")
             admins = stub.ListUsers(pb.ListUsersRequest(query=admin_email), metadata=auth).users
             check(len(admins) == 1 and pb.ROLE_USER_ADMIN in admins[0].roles, "create-admin made a USER_ADMIN")
+            password = created.split("password: ", 1)[1].split()[0]
+            gateway_checks(steward, data_dir, env, gateway_port, admin_email, password, admins[0].id)
 
             try:
                 stub.CreateUser(pb.CreateUserRequest(email="not an email"), metadata=auth)
