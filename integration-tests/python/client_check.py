@@ -90,8 +90,9 @@ def grpc_web_call(port: int, method: str, message: bytes, token: str, origin: st
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         body = response.read()
-        allow_origin = response.headers.get("access-control-allow-origin")
-    messages, trailers = [], {}
+        headers = response.headers
+    # A trailers-only answer (an error) carries its status in the headers.
+    messages, trailers = [], {k: headers[k] for k in ("grpc-status", "grpc-message") if headers.get(k) is not None}
     while body:
         flag, length = body[0], struct.unpack(">I", body[1:5])[0]
         payload, body = body[5 : 5 + length], body[5 + length :]
@@ -102,7 +103,7 @@ def grpc_web_call(port: int, method: str, message: bytes, token: str, origin: st
                     trailers[key.strip().lower()] = value.strip()
         else:
             messages.append(payload)
-    trailers["access-control-allow-origin"] = allow_origin
+    trailers["access-control-allow-origin"] = headers.get("access-control-allow-origin")
     return messages, trailers
 
 
