@@ -342,5 +342,5 @@ pub fn forward_context(metadata: &mut tonic::metadata::MetadataMap, context: &Re
     };
     set(keys::REQUEST_ID, &context.request_id);
     set(keys::CLIENT_IP, &context.client_ip);
-    set(keys::USER_AGENT, &context.user_agent);
+    set(keys::CLIENT_USER_AGENT, &context.user_agent);
 }

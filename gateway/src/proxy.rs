@@ -241,6 +241,7 @@ fn prepare_forward(headers: &mut http::HeaderMap, context: &RequestContext, toke
     for (key, value) in [
         (keys::REQUEST_ID, &context.request_id),
         (keys::CLIENT_IP, &context.client_ip),
+        (keys::CLIENT_USER_AGENT, &context.user_agent),
     ] {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(key, value);

@@ -18,7 +18,12 @@ struct Figures {
     p99: Duration,
 }
 
-async fn run(make: impl Fn() -> AccountsClient, user_id: &str, calls: usize, clients: usize) -> Figures {
+async fn run(
+    make: impl Fn() -> AccountsClient,
+    user_id: &str,
+    calls: usize,
+    clients: usize,
+) -> Figures {
     // Warm up connections and caches.
     for _ in 0..50 {
         make()
@@ -83,8 +88,17 @@ async fn main() {
 
     println!("GetUser, {calls} calls, {clients} concurrent clients, USER_ADMIN token");
     let direct = run(|| app.client(Some(token.clone())), &user.id, calls, clients).await;
-    let through = run(|| app.gw_accounts(Some(token.clone())), &user.id, calls, clients).await;
-    for (name, f) in [("direct to accounts", &direct), ("through the gateway", &through)] {
+    let through = run(
+        || app.gw_accounts(Some(token.clone())),
+        &user.id,
+        calls,
+        clients,
+    )
+    .await;
+    for (name, f) in [
+        ("direct to accounts", &direct),
+        ("through the gateway", &through),
+    ] {
         println!(
             "{name:<22} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
             f.rate,

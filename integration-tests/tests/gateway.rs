@@ -146,6 +146,12 @@ async fn signed_in_admin_lists_users_and_a_plain_user_is_refused_and_audited() {
         Some("/steward.accounts.v1.AccountsService/ListUsers")
     );
     assert_eq!(event.client_ip, "127.0.0.1");
+    let signed_in = stored_events(&app, "user.signed_in", &plain.id).await;
+    assert!(
+        signed_in[0].user_agent.starts_with("tonic/") && !signed_in[0].user_agent.contains(' '),
+        "the end client's user agent reaches the service, not the gateway's ({})",
+        signed_in[0].user_agent
+    );
 
     // No token at all: UNAUTHENTICATED, also counted.
     let anonymous = app

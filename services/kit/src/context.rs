@@ -20,6 +20,9 @@ pub mod keys {
     pub const CLIENT_IP: &str = "x-steward-client-ip";
     pub const FORWARDED_FOR: &str = "x-forwarded-for";
     pub const USER_AGENT: &str = "user-agent";
+    /// Set by the gateway to the end client's user agent (a proxy's HTTP
+    /// client appends its own to `user-agent`).
+    pub const CLIENT_USER_AGENT: &str = "x-steward-client-user-agent";
     pub const TRACEPARENT: &str = "traceparent";
 }
 
@@ -79,7 +82,10 @@ impl RequestContext {
             client_ip: forwarded
                 .or_else(|| peer.map(|ip| ip.to_string()))
                 .unwrap_or_default(),
-            user_agent: header(keys::USER_AGENT)
+            user_agent: peer_trusted
+                .then(|| header(keys::CLIENT_USER_AGENT))
+                .flatten()
+                .or_else(|| header(keys::USER_AGENT))
                 .map(|ua| ua.chars().take(512).collect())
                 .unwrap_or_default(),
             traceparent: header(keys::TRACEPARENT).unwrap_or_default(),
