@@ -245,6 +245,23 @@ fn live(user: &User) -> Result<(), Error> {
     }
 }
 
+/// Turns two-factor on or off: the secret in `credentials`, the flag the
+/// admin panel shows on the user (bumping its etag).
+async fn set_two_factor(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    secret: CredentialChanges,
+    enabled: bool,
+) -> Result<(), Error> {
+    store::update_credentials(conn, id, secret).await?;
+    let flag = UserChanges {
+        two_factor_enabled: Some(enabled),
+        ..UserChanges::default()
+    };
+    users::update(conn, id, flag).await?;
+    Ok(())
+}
+
 /// Outcome of a transaction that must commit even when it refuses.
 type Verdict<T> = Result<T, Error>;
 
@@ -603,26 +620,13 @@ impl pb::auth_service_server::AuthService for AuthApi {
                 ) else {
                     return Err(FieldViolations::single("code", "does not match").into());
                 };
-                store::update_credentials(
-                    conn,
-                    id,
-                    CredentialChanges {
-                        totp_secret: Some(Some(pending)),
-                        totp_pending_secret: Some(None),
-                        totp_last_step: Some(step),
-                        ..CredentialChanges::default()
-                    },
-                )
-                .await?;
-                users::update(
-                    conn,
-                    id,
-                    UserChanges {
-                        two_factor_enabled: Some(true),
-                        ..UserChanges::default()
-                    },
-                )
-                .await?;
+                let secret = CredentialChanges {
+                    totp_secret: Some(Some(pending)),
+                    totp_pending_secret: Some(None),
+                    totp_last_step: Some(step),
+                    ..CredentialChanges::default()
+                };
+                set_two_factor(conn, id, secret, true).await?;
                 record.clone().write(conn).await?;
                 Ok(pb::ConfirmTotpResponse {})
             })
@@ -646,25 +650,12 @@ impl pb::auth_service_server::AuthService for AuthApi {
                 let user = load_user(conn, id).await?;
                 live(&user)?;
                 store::lock_credentials(conn, id).await?;
-                store::update_credentials(
-                    conn,
-                    id,
-                    CredentialChanges {
-                        totp_secret: Some(None),
-                        totp_pending_secret: Some(None),
-                        ..CredentialChanges::default()
-                    },
-                )
-                .await?;
-                users::update(
-                    conn,
-                    id,
-                    UserChanges {
-                        two_factor_enabled: Some(false),
-                        ..UserChanges::default()
-                    },
-                )
-                .await?;
+                let cleared = CredentialChanges {
+                    totp_secret: Some(None),
+                    totp_pending_secret: Some(None),
+                    ..CredentialChanges::default()
+                };
+                set_two_factor(conn, id, cleared, false).await?;
                 record
                     .clone()
                     .comment("was_enabled", user.two_factor_enabled.to_string())
