@@ -134,7 +134,6 @@ pub struct Application {
     shared: Arc<proxy::Shared>,
     shipper: refusals::Shipper,
     config: GatewayConfig,
-    server: ServerConfig,
 }
 
 impl Application {
@@ -207,7 +206,6 @@ impl Application {
             shared,
             shipper,
             config,
-            server: deps.server,
         })
     }
 
@@ -279,7 +277,6 @@ impl Application {
             .await;
         let _ = stop_tasks.send(true);
         while tasks.join_next().await.is_some() {}
-        let _ = &self.server;
         served
     }
 }
