@@ -6,6 +6,7 @@
 //! server bootstrap. Nothing here knows about a particular service.
 
 pub mod auth;
+pub mod command;
 pub mod config;
 pub mod context;
 pub mod db;
@@ -17,6 +18,8 @@ pub mod page;
 mod schema;
 pub mod server;
 pub mod telemetry;
+pub mod validate;
 
+pub use command::{Commands, Key, Tx};
 pub use context::RequestContext;
-pub use error::{FieldViolations, refusal};
+pub use error::{Constraint, Error, FieldViolations, Kind, refusal};

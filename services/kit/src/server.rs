@@ -91,9 +91,11 @@ pub async fn serve(
         .build_v1alpha()
         .expect("the descriptor set compiled with the crate is valid");
 
+    let component = component_of(&serve.service_names);
     let stack = ServiceBuilder::new()
-        // 1. trace: one span per call, child of the caller's W3C context.
-        .layer(TraceLayer)
+        // 1. trace: one span per call, child of the caller's W3C context,
+        //    naming the component that serves it.
+        .layer(TraceLayer { component })
         // 2. timeout: applied by tonic's `Server::timeout` below, which also
         //    honours the client's grpc-timeout; expiry answers CANCELLED.
         // 3. load shed + concurrency limit: excess calls fail fast with
@@ -157,19 +159,36 @@ pub async fn shutdown_signal() {
     }
 }
 
-#[derive(Clone, Copy)]
-struct TraceLayer;
+/// The component serving `service_names`, as traces name it:
+/// `steward.accounts.v1.AuthService` -> `steward-accounts`.
+fn component_of(service_names: &[&str]) -> std::sync::Arc<str> {
+    let component = service_names
+        .iter()
+        .find_map(|name| name.strip_prefix("steward.")?.split('.').next())
+        .map(crate::telemetry::component_service_name)
+        .unwrap_or_else(|| crate::telemetry::DEFAULT_SERVICE_NAME.to_owned());
+    component.into()
+}
+
+#[derive(Clone)]
+struct TraceLayer {
+    component: std::sync::Arc<str>,
+}
 
 impl<S> Layer<S> for TraceLayer {
     type Service = TraceService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        TraceService { inner }
+        TraceService {
+            inner,
+            component: self.component.clone(),
+        }
     }
 }
 
 #[derive(Clone)]
 struct TraceService<S> {
     inner: S,
+    component: std::sync::Arc<str>,
 }
 
 impl<S, B, RB> Service<http::Request<B>> for TraceService<S>
@@ -192,6 +211,7 @@ where
             rpc.method = %req.uri().path(),
             request_id = tracing::field::Empty,
             user_id = tracing::field::Empty,
+            steward.component = &*self.component,
         );
         crate::telemetry::set_remote_parent(&span, req.headers());
         let started = Instant::now();
@@ -222,5 +242,26 @@ where
         }
         .instrument(span)
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_are_named_after_their_package() {
+        assert_eq!(
+            &*component_of(&[
+                "steward.accounts.v1.AccountsService",
+                "steward.accounts.v1.AuthService"
+            ]),
+            "steward-accounts"
+        );
+        assert_eq!(
+            &*component_of(&["steward.billing.v1.BillingService"]),
+            "steward-billing"
+        );
+        assert_eq!(&*component_of(&[]), "steward");
     }
 }

@@ -3,6 +3,14 @@
 //! Logs go to stderr as JSON (production) or pretty text (a terminal); spans
 //! are exported over OTLP when an endpoint is configured. The filter comes
 //! from `STEWARD_LOG` (or `RUST_LOG`), default `info`.
+//!
+//! Components name themselves: the root span of every call carries
+//! `steward.component` (`steward-accounts`, `steward-gateway`, ...), and a
+//! process running one component (`steward serve <component>`) exports under
+//! `service.name` = that name. `steward up` runs every component in one
+//! process with one tracer provider, so its resource is `steward` and the
+//! `steward.component` attribute of the root spans tells the components
+//! apart. `OTEL_SERVICE_NAME`, when set, wins over both.
 
 use opentelemetry::{
     global,
@@ -29,8 +37,25 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// OTLP/gRPC collector, e.g. `http://localhost:4317`; none = no export.
     pub otlp_endpoint: Option<String>,
-    /// `service.name` of exported spans.
+    /// `service.name` of exported spans: [`component_service_name`] of the
+    /// component a process runs; default [`DEFAULT_SERVICE_NAME`].
     pub service_name: Option<String>,
+}
+
+/// `service.name` of a process running several components (`steward up`).
+pub const DEFAULT_SERVICE_NAME: &str = "steward";
+
+/// How a component names itself in traces: `accounts` -> `steward-accounts`.
+pub fn component_service_name(component: &str) -> String {
+    format!("{DEFAULT_SERVICE_NAME}-{component}")
+}
+
+/// The `service.name` to export under: `OTEL_SERVICE_NAME` (the OpenTelemetry
+/// convention), else the configured name, else [`DEFAULT_SERVICE_NAME`].
+fn resolved_service_name(configured: Option<&str>, env: Option<String>) -> String {
+    env.filter(|name| !name.trim().is_empty())
+        .or_else(|| configured.map(str::to_owned))
+        .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned())
 }
 
 /// Flushes exported spans when dropped (at the end of `main`).
@@ -62,15 +87,15 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
                 .with_endpoint(endpoint.clone())
                 .build()
                 .map_err(|e| TelemetryError(format!("otlp exporter: {e}")))?;
-            let name = config
-                .service_name
-                .clone()
-                .unwrap_or_else(|| "steward".into());
+            let name = resolved_service_name(
+                config.service_name.as_deref(),
+                std::env::var("OTEL_SERVICE_NAME").ok(),
+            );
             let provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
-                .with_resource(Resource::builder().with_service_name(name).build())
+                .with_resource(Resource::builder().with_service_name(name.clone()).build())
                 .build();
-            let tracer = provider.tracer("steward");
+            let tracer = provider.tracer(name);
             global::set_tracer_provider(provider.clone());
             (
                 Some(tracing_opentelemetry::layer().with_tracer(tracer)),
@@ -166,4 +191,27 @@ pub fn inject_current_headers(headers: &mut http::HeaderMap) {
         p.inject_context(&context, &mut MetadataInjector(&mut metadata))
     });
     *headers = metadata.into_headers();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_component_names_itself() {
+        assert_eq!(component_service_name("gateway"), "steward-gateway");
+        assert_eq!(
+            resolved_service_name(Some("steward-billing"), None),
+            "steward-billing"
+        );
+        assert_eq!(resolved_service_name(None, None), "steward");
+        assert_eq!(
+            resolved_service_name(Some("steward-billing"), Some("custom".into())),
+            "custom"
+        );
+        assert_eq!(
+            resolved_service_name(Some("steward-audit"), Some(" ".into())),
+            "steward-audit"
+        );
+    }
 }

@@ -62,6 +62,19 @@ pub fn authorize(
     decide(policy, token.map(|t| verifier.verify(t)))
 }
 
+/// The policy of the method at `path`: UNIMPLEMENTED when no Steward service
+/// has such a method (as gRPC clients expect of a method that does not
+/// exist), `None` (then denied by [`decide`]) when it exists without one.
+pub fn method_policy<'a>(
+    policies: &'a PolicyTable,
+    path: &str,
+) -> Result<Option<&'a MethodPolicy>, Status> {
+    if !policies.knows(path) {
+        return Err(Status::unimplemented(format!("unknown method {path}")));
+    }
+    Ok(policies.get(path))
+}
+
 /// [`authorize`] for a token already verified (the gateway caches
 /// verifications): `None` when no token was presented.
 pub fn decide(
@@ -140,8 +153,9 @@ where
         if PolicyTable::is_public_infrastructure(path) {
             return self.inner.call(req).boxed();
         }
-        let policy = self.shared.policies.get(path);
-        match authorize(policy, bearer(req.headers()), &self.shared.verifier) {
+        let decided = method_policy(&self.shared.policies, path)
+            .and_then(|policy| authorize(policy, bearer(req.headers()), &self.shared.verifier));
+        match decided {
             Ok(caller) => {
                 if let Some(caller) = caller {
                     let span = tracing::Span::current();
@@ -193,6 +207,20 @@ mod tests {
         ));
         let err = authorize(None, Some(&token), &verifier).unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied);
+    }
+
+    #[test]
+    fn unknown_methods_are_unimplemented_known_ones_keep_their_policy() {
+        let table = PolicyTable::from_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let err =
+            method_policy(&table, "/steward.accounts.v1.AccountsService/NoSuchMethod").unwrap_err();
+        assert_eq!(err.code(), Code::Unimplemented);
+        let err = method_policy(&table, "/nowhere.v1.Nothing/Call").unwrap_err();
+        assert_eq!(err.code(), Code::Unimplemented);
+        let policy = method_policy(&table, "/steward.accounts.v1.AccountsService/GetUser")
+            .unwrap()
+            .expect("GetUser has a policy");
+        assert!(policy.allows(Access::UserAdmin));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Method policies, read once from the descriptor set.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
 
 use prost_reflect::{DescriptorPool, Value};
 use steward_proto::common::Access;
@@ -43,7 +46,7 @@ pub enum PolicyError {
 pub struct PolicyTable {
     methods: Arc<HashMap<String, MethodPolicy>>,
     /// Every RPC of every Steward service, with or without a policy.
-    all_methods: Arc<Vec<String>>,
+    all_methods: Arc<BTreeSet<String>>,
 }
 
 impl PolicyTable {
@@ -55,14 +58,14 @@ impl PolicyTable {
             .get_extension_by_name(POLICY_EXTENSION)
             .ok_or(PolicyError::NoExtension)?;
         let mut methods = HashMap::new();
-        let mut all_methods = Vec::new();
+        let mut all_methods = BTreeSet::new();
         for service in pool.services() {
             if !service.full_name().starts_with("steward.") {
                 continue;
             }
             for method in service.methods() {
                 let path = format!("/{}/{}", service.full_name(), method.name());
-                all_methods.push(path.clone());
+                all_methods.insert(path.clone());
                 let options = method.options();
                 if !options.has_extension(&extension) {
                     continue;
@@ -110,6 +113,23 @@ impl PolicyTable {
     /// The policy of a gRPC path; `None` means the call is denied.
     pub fn get(&self, path: &str) -> Option<&MethodPolicy> {
         self.methods.get(path)
+    }
+
+    /// Is `path` an RPC of a Steward service (with or without a policy)?
+    /// A call to anything else is UNIMPLEMENTED, not denied.
+    pub fn knows(&self, path: &str) -> bool {
+        self.all_methods.contains(path)
+    }
+
+    /// The full names of the Steward services (`steward.accounts.v1.AuthService`), sorted.
+    pub fn services(&self) -> Vec<String> {
+        let services: BTreeSet<&str> = self
+            .all_methods
+            .iter()
+            .filter_map(|path| path.strip_prefix('/')?.split_once('/'))
+            .map(|(service, _)| service)
+            .collect();
+        services.into_iter().map(str::to_owned).collect()
     }
 
     /// Health and reflection: open to all.
@@ -189,5 +209,17 @@ mod tests {
                 .get("/steward.accounts.v1.AccountsService/Nope")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn knows_every_method_and_lists_the_services() {
+        let table = PolicyTable::from_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET).unwrap();
+        assert!(table.knows("/steward.accounts.v1.AccountsService/GetUser"));
+        assert!(!table.knows("/steward.accounts.v1.AccountsService/NoSuchMethod"));
+        assert!(!table.knows("/grpc.health.v1.Health/Check"));
+        let services = table.services();
+        assert!(services.contains(&"steward.accounts.v1.AuthService".to_owned()));
+        assert!(services.contains(&"steward.billing.v1.BillingService".to_owned()));
+        assert!(services.iter().all(|s| s.starts_with("steward.")));
     }
 }

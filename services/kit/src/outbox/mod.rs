@@ -7,6 +7,7 @@
 //! deduplicate by event id.
 
 mod audit;
+pub mod contract;
 mod destinations;
 mod relay;
 
