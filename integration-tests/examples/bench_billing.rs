@@ -12,7 +12,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use steward_billing::{
     domain::{BalanceType, Operation},
-    store::ledger::{self, Change},
+    ledger::store::{self as ledger, Change},
 };
 use steward_integration_tests::{Options, TestApp};
 use steward_proto::{billing as pb, common};

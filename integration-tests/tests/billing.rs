@@ -166,7 +166,8 @@ async fn refill_withdraw_exactly_once_never_below_zero() {
         .filter(|e| e.action == "billing.balance.refilled" && e.result == 1)
         .collect();
     assert_eq!(refills.len(), 5);
-    assert_eq!(refills[0].comments["amount"], "50.10");
+    // The amount applied, normalised (issue 9: not the raw string).
+    assert_eq!(refills[0].comments["amount"], "50.1");
     assert_eq!(refills[0].comments["notes"], "manual adjustment");
     assert_eq!(
         refills[0].category,

@@ -1,78 +1,42 @@
-//! The billing error enum and its one mapping to `tonic::Status`.
+//! Billing's refusals and constraint table, on kit's one error model.
 
-use diesel_async::pooled_connection::PoolError;
-use steward_kit::{FieldViolations, error as kit_error, refusal};
-use tonic::{Code, Status};
+pub use steward_kit::Error;
+use steward_kit::{Constraint, Kind};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid request: {0}")]
-    Invalid(FieldViolations),
-    #[error("{message}")]
-    Refused {
-        code: Code,
-        reason: &'static str,
-        message: String,
+/// Constraint violations and the refusal each one means.
+pub const CONSTRAINTS: &[Constraint] = &[
+    Constraint {
+        name: "ledger_one_registration_bonus",
+        kind: Kind::Precondition,
+        reason: "REGISTRATION_BONUS_GRANTED",
+        message: "the user already received a registration bonus",
     },
-    #[error("database: {0}")]
-    Database(#[from] diesel::result::Error),
-    #[error("database pool: {0}")]
-    Pool(#[from] bb8::RunError<PoolError>),
-    #[error("internal: {0}")]
-    Internal(String),
+    Constraint {
+        name: "plans_product_name_key",
+        kind: Kind::Exists,
+        reason: "PLAN_EXISTS",
+        message: "the product already has a plan of that name",
+    },
+];
+
+pub fn insufficient_funds(balance: &str) -> Error {
+    Error::precondition(
+        "INSUFFICIENT_FUNDS",
+        format!("the {balance} balance is lower than the amount"),
+    )
 }
 
-impl Error {
-    pub fn insufficient_funds(balance: &str) -> Self {
-        Self::Refused {
-            code: Code::FailedPrecondition,
-            reason: "INSUFFICIENT_FUNDS",
-            message: format!("the {balance} balance is lower than the amount"),
-        }
-    }
-
-    /// Audited as FAILURE (the caller's or a rule's doing).
-    pub fn is_domain(&self) -> bool {
-        matches!(self, Self::Invalid(_) | Self::Refused { .. })
-    }
+pub fn is_insufficient_funds(err: &Error) -> bool {
+    err.reason() == Some("INSUFFICIENT_FUNDS")
 }
 
-/// A reused key is the caller's mistake (a field violation); a stored
-/// response that no longer decodes is ours.
-impl From<steward_kit::idempotency::IdempotencyError> for Error {
-    fn from(err: steward_kit::idempotency::IdempotencyError) -> Self {
-        use steward_kit::idempotency::IdempotencyError as E;
-        match err {
-            E::Mismatch => {
-                FieldViolations::single("request_id", "already used for a different request").into()
-            }
-            E::Decode(e) => Self::Internal(format!("stored response: {e}")),
-            E::Database(e) => e.into(),
-        }
-    }
+pub fn subscription_not_found(id: impl ToString) -> Error {
+    Error::not_found("subscription", id)
 }
 
-impl From<FieldViolations> for Error {
-    fn from(v: FieldViolations) -> Self {
-        Self::Invalid(v)
-    }
-}
-
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        match err {
-            Error::Invalid(v) => v.into_status(),
-            Error::Refused {
-                code,
-                reason,
-                message,
-            } => refusal(code, reason, message),
-            Error::Database(e) => kit_error::database(&e),
-            Error::Pool(e) => kit_error::pool(&e),
-            Error::Internal(message) => {
-                tracing::error!(%message, "internal error");
-                Status::internal("internal error")
-            }
-        }
-    }
+pub fn subscription_not_active(status: &str) -> Error {
+    Error::precondition(
+        "SUBSCRIPTION_NOT_ACTIVE",
+        format!("the subscription is {status}"),
+    )
 }

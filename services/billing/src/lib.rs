@@ -8,8 +8,9 @@
 pub mod domain;
 pub mod error;
 pub mod grpc;
-pub mod renewal_job;
-pub mod store;
+pub mod ledger;
+pub mod subscriptions;
+pub mod usage;
 
 use std::net::SocketAddr;
 
@@ -28,6 +29,8 @@ use tokio::{net::TcpListener, sync::watch};
 pub use domain::tariff::{ExtraBonusRule, Prices, Tariffs};
 
 pub const SCHEMA: &str = "billing";
+/// The `source` and `product` of billing's audit events.
+pub const SOURCE: &str = "billing";
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,7 +103,7 @@ impl Application {
         ) {
             tasks.spawn(relay.run(tasks_stopped.clone()));
         }
-        tasks.spawn(renewal_job::run(
+        tasks.spawn(subscriptions::renewal::run(
             d.pool.clone(),
             d.config.renewal_interval,
             tasks_stopped.clone(),

@@ -66,8 +66,13 @@ pub fn required_text(field: &str, raw: &str, v: &mut FieldViolations) {
 /// Free text: at most [`MAX_NOTES`] characters; line breaks and tabs are
 /// allowed, other control characters are not.
 pub fn notes(field: &str, raw: &str, v: &mut FieldViolations) {
-    if raw.chars().count() > MAX_NOTES {
-        v.add(field, format!("must be at most {MAX_NOTES} characters"));
+    notes_up_to(field, raw, MAX_NOTES, v);
+}
+
+/// [`notes`] with a service's own, smaller limit.
+pub fn notes_up_to(field: &str, raw: &str, max: usize, v: &mut FieldViolations) {
+    if raw.chars().count() > max {
+        v.add(field, format!("must be at most {max} characters"));
     } else if raw
         .chars()
         .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))

@@ -1,5 +1,9 @@
 //! Exact money: decimal strings in, `rust_decimal` inside, NUMERIC(24, 6)
 //! in PostgreSQL. Never a float.
+//!
+//! The one accepted grammar is `-?[0-9]+(\.[0-9]+)?`: ASCII digits, an
+//! optional fraction after a dot. No sign `+`, no spaces, no `_` separators,
+//! no exponent, no `.5` or `1.`.
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -10,7 +14,7 @@ pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
-    #[error("a decimal number such as 12.50")]
+    #[error("a decimal number such as 12.50 (digits, an optional dot and digits)")]
     NotDecimal,
     #[error("must be greater than zero")]
     NotPositive,
@@ -22,9 +26,19 @@ pub enum MoneyError {
     TooLarge,
 }
 
+/// Whether `raw` is `-?[0-9]+(\.[0-9]+)?`.
+fn well_formed(raw: &str) -> bool {
+    let unsigned = raw.strip_prefix('-').unwrap_or(raw);
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (unsigned, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && fraction.is_none_or(digits)
+}
+
 fn parse(raw: &str) -> Result<Decimal, MoneyError> {
-    let raw = raw.trim();
-    if raw.is_empty() || raw.contains(['e', 'E']) {
+    if !well_formed(raw) {
         return Err(MoneyError::NotDecimal);
     }
     let value = Decimal::from_str_exact(raw).map_err(|_| MoneyError::NotDecimal)?;
@@ -48,7 +62,7 @@ pub fn amount(raw: &str) -> Result<Decimal, MoneyError> {
 
 /// A quantity (usage): zero or more, at most 6 decimals.
 pub fn quantity(raw: &str) -> Result<Decimal, MoneyError> {
-    if raw.trim().is_empty() {
+    if raw.is_empty() {
         return Ok(Decimal::ZERO);
     }
     let value = parse(raw)?;
@@ -88,6 +102,18 @@ mod tests {
         );
         assert_eq!(amount("1000000000001"), Err(MoneyError::TooLarge));
         assert_eq!(quantity(""), Ok(Decimal::ZERO));
+        assert_eq!(quantity("-0.5"), Err(MoneyError::Negative));
+    }
+
+    #[test]
+    fn one_grammar() {
+        for bad in [
+            "5_00", "1_0.5", " 5", "5 ", "+1", ".5", "1.", "1\u{a0}", "\u{a0}1", "1,5", "0x10",
+            "--1", "-", "", "１",
+        ] {
+            assert_eq!(amount(bad), Err(MoneyError::NotDecimal), "{bad:?}");
+        }
+        assert_eq!(amount("007.50"), Ok(Decimal::new(750, 2)));
         assert_eq!(quantity("-0.5"), Err(MoneyError::Negative));
     }
 

@@ -103,6 +103,13 @@ impl Caller {
         }
     }
 
+    /// [`Caller::ensure_may_act_on`] in the service error model, so the
+    /// command runner audits the refusal like any other.
+    pub fn may_act_on(&self, user_id: &str) -> Result<(), crate::Error> {
+        self.ensure_may_act_on(user_id)
+            .map_err(|s| crate::Error::denied("NOT_YOUR_RESOURCE", s.message().to_owned()))
+    }
+
     pub fn is_privileged(&self) -> bool {
         matches!(self.grant, Grant::Role(_))
     }

@@ -157,6 +157,20 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
     .map(|rows| rows.into_iter().next().map(Subscription::from))
 }
 
+/// Whose subscription `id` is (invoice reads check it), without a lock.
+pub async fn owner(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Uuid>> {
+    #[derive(QueryableByName)]
+    struct Owner {
+        #[diesel(sql_type = SqlUuid)]
+        user_id: Uuid,
+    }
+    diesel::sql_query("SELECT user_id FROM subscriptions WHERE id = $1")
+        .bind::<SqlUuid, _>(id)
+        .load::<Owner>(conn)
+        .await
+        .map(|rows| rows.into_iter().next().map(|o| o.user_id))
+}
+
 pub async fn of_user(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,

@@ -8,14 +8,14 @@ use diesel_async::AsyncConnection;
 use steward_kit::{RequestContext, auth::Caller, db::Pool, outbox::AuditRecord};
 use tokio::sync::watch;
 
+use super::{commands::invoice_and_charge, store as subscriptions};
 use crate::{
+    SOURCE,
     domain::{
         money,
         subscription::{Renewal, Status, renewal},
     },
-    error::Error,
-    grpc::{SOURCE, invoice_and_charge},
-    store::subscriptions,
+    error::{self, Error},
 };
 
 const BATCH: i64 = 100;
@@ -45,10 +45,7 @@ pub async fn run_once(pool: &Pool) -> Result<usize, Error> {
                                     subscriptions::advance(conn, s.id, start, end).await?;
                                     ("billing.subscription.renewed", issued.map(|i| i.amount))
                                 }
-                                Err(Error::Refused {
-                                    reason: "INSUFFICIENT_FUNDS",
-                                    ..
-                                }) => {
+                                Err(e) if error::is_insufficient_funds(&e) => {
                                     subscriptions::set_status(conn, s.id, Status::Expired).await?;
                                     ("billing.subscription.expired", None)
                                 }
