@@ -281,6 +281,29 @@ def check_bad_values(helm, chart, base_values):
         check(message in out, f"helm lint on ci/invalid/{name} says {message!r}; it said: {out.strip()}")
 
 
+def check_readme_lists_every_value(chart):
+    """Every key of values.yaml (component blocks as <component>.) is named in the chart README."""
+    values = yaml.safe_load(Path(chart, "values.yaml").read_text())
+    readme = Path(chart, "README.md").read_text()
+
+    def flat(d, prefix=""):
+        for k, x in d.items():
+            if isinstance(x, dict) and x and k != "resources":
+                yield from flat(x, prefix + k + ".")
+            else:
+                yield prefix + k
+
+    for key in flat(values):
+        parts = key.split(".")
+        if parts[0] in COMPONENTS:
+            parts[0] = "<component>"
+        leaf = parts[-1]
+        parent = ".".join(parts[:-1])
+        named = f"`{'.'.join(parts)}`" in readme or (
+            parent and re.search(rf"`{re.escape(parent)}\.[^`]*`[^|]*`\.{re.escape(leaf)}`", readme))
+        check(bool(named), f"chart README lists the value {'.'.join(parts)}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--helm", required=True)
@@ -312,6 +335,7 @@ def main():
             check_binary_accepts(objs, binary, label)
             check_every_key_is_read(objs, binary, label)
         check_bad_values(args.helm, args.chart, f"{args.chart}/ci/default-values.yaml")
+        check_readme_lists_every_value(args.chart)
     print(f"chart: {passed} passed, {len(failures)} failed")
     sys.exit(1 if failures else 0)
 
