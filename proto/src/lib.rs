@@ -1,6 +1,8 @@
 //! Steward's gRPC contracts. The only crate that owns generated code; every
 //! service and the gateway depend on it.
 
+pub mod codec;
+
 /// The encoded `FileDescriptorSet` of every Steward proto, including
 /// `google.protobuf` imports: served by reflection and read for method
 /// policies.

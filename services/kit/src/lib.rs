@@ -13,6 +13,7 @@ pub mod db;
 pub mod devdb;
 pub mod error;
 pub mod idempotency;
+pub mod metrics;
 pub mod outbox;
 pub mod page;
 mod schema;

@@ -10,6 +10,7 @@ diesel::table! {
         attempts -> Int4,
         next_attempt_at -> Timestamptz,
         last_error -> Nullable<Text>,
+        parked_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -6,6 +6,7 @@
 //! destination acknowledged them. Delivery is at-least-once; receivers
 //! deduplicate by event id.
 
+pub mod admin;
 mod audit;
 pub mod contract;
 mod destinations;
@@ -68,7 +69,7 @@ pub async fn enqueue<M: Message>(
     Ok(())
 }
 
-/// Rows waiting for `destination` (operators' backlog gauge, tests).
+/// Rows waiting for `destination`, parked ones included (tests).
 pub async fn pending(conn: &mut AsyncPgConnection, destination: &str) -> QueryResult<i64> {
     o::outbox
         .filter(o::destination.eq(destination))

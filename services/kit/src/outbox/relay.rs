@@ -20,11 +20,10 @@ pub struct RelayConfig {
     pub poll_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub min_backoff: Duration,
+    /// Unavailability is retried forever, at most this far apart; only a
+    /// permanent refusal of a row's content parks it.
     #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
-    /// Rows that failed this often are parked: left in the table with their
-    /// last error for an operator, no longer retried or blocking others.
-    pub max_attempts: i32,
 }
 
 impl Default for RelayConfig {
@@ -34,7 +33,6 @@ impl Default for RelayConfig {
             poll_interval: Duration::from_secs(5),
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(60),
-            max_attempts: 50,
         }
     }
 }
@@ -96,6 +94,7 @@ impl Relay {
             if listener.is_none() {
                 listener = self.listen().await;
             }
+            self.export_backlog().await;
             let wait = match self.drain_once().await {
                 Ok(Drained::Delivered(n)) => {
                     failures = 0;
@@ -146,6 +145,19 @@ impl Relay {
         }
     }
 
+    /// Sets the backlog, parked and oldest-pending gauges of this relay.
+    async fn export_backlog(&self) {
+        let Ok(mut conn) = self.pool.get().await else {
+            return;
+        };
+        if let Ok(Some(b)) = super::admin::backlog(&mut conn, &self.name).await {
+            let labels = crate::metrics::relay_labels(&self.schema, &self.name);
+            crate::metrics::OUTBOX_BACKLOG.set(&labels, b.pending as f64);
+            crate::metrics::OUTBOX_PARKED_ROWS.set(&labels, b.parked as f64);
+            crate::metrics::OUTBOX_OLDEST_AGE.set(&labels, b.oldest_pending_seconds);
+        }
+    }
+
     async fn listen(&self) -> Option<AsyncPgConnection> {
         let mut conn = match crate::db::connect(&self.database_url, &self.schema).await {
             Ok(conn) => conn,
@@ -167,13 +179,14 @@ impl Relay {
         let mut conn = self.pool.get().await?;
         let destination = self.destination.clone();
         let name = self.name.clone();
+        let labels = crate::metrics::relay_labels(&self.schema, &self.name);
         let config = self.config.clone();
         let drained = conn
             .transaction::<_, diesel::result::Error, _>(async move |conn| {
                 let rows: Vec<(i64, Vec<u8>, i32)> = o::outbox
                     .filter(o::destination.eq(&name))
                     .filter(o::next_attempt_at.le(diesel::dsl::now))
-                    .filter(o::attempts.lt(config.max_attempts))
+                    .filter(o::parked_at.is_null())
                     .order(o::id)
                     .limit(config.batch_size)
                     .select((o::id, o::payload, o::attempts))
@@ -190,6 +203,7 @@ impl Relay {
                 match destination.deliver(payloads).await {
                     Ok(()) => {
                         delete(conn, &ids).await?;
+                        crate::metrics::OUTBOX_DELIVERED.add(&labels, ids.len() as u64);
                         tracing::debug!(destination = %name, count = ids.len(), "outbox batch delivered");
                         Ok(Drained::Delivered(ids.len()))
                     }
@@ -205,8 +219,12 @@ impl Relay {
                                     delivered += 1;
                                 }
                                 Err(DeliveryError::Rejected(why)) => {
-                                    tracing::error!(destination = %name, outbox_id = id, error = %why, "outbox row rejected; parked");
-                                    park(conn, id, config.max_attempts, &why).await?;
+                                    tracing::error!(
+                                        destination = %name, outbox_id = id, error = %why,
+                                        "outbox row refused by its destination: PARKED, not retried; inspect with `steward outbox list`, replay with `steward outbox replay`"
+                                    );
+                                    crate::metrics::OUTBOX_PARKED.inc(&labels);
+                                    park(conn, id, &why).await?;
                                 }
                                 Err(err) => {
                                     reschedule(conn, &[id], &config, attempts, &err.to_string()).await?;
@@ -217,7 +235,8 @@ impl Relay {
                         Ok(Drained::Delivered(delivered))
                     }
                     Err(err) => {
-                        tracing::warn!(destination = %name, error = %err, "outbox delivery failed");
+                        crate::metrics::OUTBOX_FAILURES.inc(&labels);
+                        tracing::warn!(destination = %name, error = %err, attempts, "outbox delivery failed; retrying");
                         reschedule(conn, &ids, &config, attempts, &err.to_string()).await?;
                         Ok(Drained::Failed)
                     }
@@ -256,14 +275,13 @@ async fn reschedule(
 }
 
 /// Keeps a refused row for an operator but stops retrying it.
-async fn park(
-    conn: &mut AsyncPgConnection,
-    id: i64,
-    max_attempts: i32,
-    error: &str,
-) -> QueryResult<()> {
+async fn park(conn: &mut AsyncPgConnection, id: i64, error: &str) -> QueryResult<()> {
     diesel::update(o::outbox.find(id))
-        .set((o::attempts.eq(max_attempts), o::last_error.eq(error)))
+        .set((
+            o::attempts.eq(o::attempts + 1),
+            o::parked_at.eq(diesel::dsl::now),
+            o::last_error.eq(error),
+        ))
         .execute(conn)
         .await
         .map(|_| ())
