@@ -1,53 +1,21 @@
-//! The audit error enum and its one mapping to `tonic::Status`.
+//! Audit's errors: kit's one error model ([`Error`], mapped to
+//! `tonic::Status` in kit), the refusals this service names, and its
+//! constraint table.
 
-use diesel_async::pooled_connection::PoolError;
-use steward_kit::{FieldViolations, error as kit_error, refusal};
-use tonic::{Code, Status};
+pub use steward_kit::Error;
+use steward_kit::{Constraint, Kind};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid request: {0}")]
-    Invalid(FieldViolations),
-    #[error("{what} {id} not found")]
-    NotFound { what: &'static str, id: String },
-    #[error("{message}")]
-    Denied {
-        reason: &'static str,
-        message: String,
-    },
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    #[error("database: {0}")]
-    Database(#[from] diesel::result::Error),
-    #[error("database pool: {0}")]
-    Pool(#[from] bb8::RunError<PoolError>),
-    #[error("internal: {0}")]
-    Internal(String),
+/// Audit's writes conflict on nothing a caller controls: events are
+/// deduplicated, catalog and policies are upserts of validated input. A
+/// violation left is a bug and stays INTERNAL.
+pub const CONSTRAINTS: &[Constraint] = &[];
+
+/// The writer or its database is gone for now: retry (ingest redelivers).
+pub fn unavailable(message: impl Into<String>) -> Error {
+    Error::refused(Kind::Unavailable, "AUDIT_UNAVAILABLE", message)
 }
 
-impl From<FieldViolations> for Error {
-    fn from(v: FieldViolations) -> Self {
-        Self::Invalid(v)
-    }
-}
-
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        match err {
-            Error::Invalid(v) => v.into_status(),
-            Error::NotFound { what, id } => refusal(
-                Code::NotFound,
-                &format!("{}_NOT_FOUND", what.to_uppercase()),
-                format!("{what} {id} not found"),
-            ),
-            Error::Denied { reason, message } => refusal(Code::PermissionDenied, reason, message),
-            Error::Unavailable(message) => refusal(Code::Unavailable, "AUDIT_UNAVAILABLE", message),
-            Error::Database(e) => kit_error::database(&e),
-            Error::Pool(e) => kit_error::pool(&e),
-            Error::Internal(message) => {
-                tracing::error!(%message, "internal error");
-                Status::internal("internal error")
-            }
-        }
-    }
+/// An internal invariant did not hold.
+pub fn internal(message: impl Into<String>) -> Error {
+    Error::Internal(message.into())
 }

@@ -6,13 +6,18 @@
 //! activity history, export, the action catalog, verification, erasure and
 //! retention are `AuditService`.
 
+pub mod catalog;
+pub mod chain;
 pub mod domain;
+pub mod erasure;
 pub mod error;
+pub mod events;
 pub mod export;
 pub mod grpc;
-pub mod retention_job;
+pub mod ingest;
+pub mod retention;
+pub mod state;
 pub mod store;
-pub mod verify;
 pub mod writer;
 
 use std::{net::SocketAddr, time::Duration};
@@ -23,9 +28,6 @@ use steward_kit::{
     db::Pool,
     page::PageTokens,
     server::{self, Security, ServerConfig},
-};
-use steward_proto::audit::{
-    audit_ingest_service_server::AuditIngestServiceServer, audit_service_server::AuditServiceServer,
 };
 use tokio::{net::TcpListener, sync::watch};
 
@@ -88,24 +90,20 @@ impl Application {
             known.clone(),
             self.deps.config.max_group_events,
         );
-        let shared = grpc::Shared {
-            pool: self.deps.pool.clone(),
+        let shared = state::State::new(
+            self.deps.pool.clone(),
             writer,
-            catalog: grpc::Catalog::default(),
-            known: known.clone(),
-            tokens: self.deps.page_tokens.clone(),
-        };
+            known.clone(),
+            self.deps.page_tokens.clone(),
+        );
         let (stop_tasks, tasks_stopped) = server::linked_stop(&shutdown);
-        let housekeeping = tokio::spawn(retention_job::run(
+        let housekeeping = tokio::spawn(retention::job::run(
             self.deps.pool.clone(),
             known,
             self.deps.config.retention_interval,
             tasks_stopped,
         ));
-        let routes = tonic::service::Routes::new(AuditIngestServiceServer::new(grpc::IngestApi(
-            shared.clone(),
-        )))
-        .add_service(AuditServiceServer::new(grpc::AuditApi(shared)));
+        let routes = grpc::routes(shared);
         let mut stop = shutdown.clone();
         let served = server::serve(
             server::Serve {

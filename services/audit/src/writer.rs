@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     domain::event::{Event, seal},
-    error::Error,
+    error::{Error, unavailable},
     store::{events, partitions, rollup},
 };
 
@@ -171,11 +171,11 @@ impl Writer {
         self.jobs
             .send(Job { events, reply })
             .await
-            .map_err(|_| Error::Unavailable("audit writer stopped".into()))?;
+            .map_err(|_| unavailable("audit writer stopped"))?;
         answer
             .await
-            .map_err(|_| Error::Unavailable("audit writer stopped".into()))?
-            .map_err(Error::Unavailable)
+            .map_err(|_| unavailable("audit writer stopped"))?
+            .map_err(unavailable)
     }
 }
 

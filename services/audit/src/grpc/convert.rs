@@ -1,18 +1,24 @@
-//! proto <-> domain conversions and the validation of ingested events.
+//! proto <-> domain conversions: requests decoded (with their field
+//! violations), results encoded.
 
-use std::collections::{BTreeMap, HashSet};
-
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use steward_kit::FieldViolations;
 use steward_proto::{audit as pb, common};
 use uuid::Uuid;
 
-use crate::domain::{
-    event::{Event, StoredEvent},
-    is_pii_key,
-    validate::{
-        self, MAX_COMMENT_KEY, MAX_COMMENT_VALUE, MAX_COMMENTS, MAX_ERROR, MAX_ID, MAX_NAME,
-        MAX_USER_AGENT,
+use crate::{
+    catalog::Registration,
+    chain::Outcome,
+    domain::event::{Event, StoredEvent},
+    error::Error,
+    events::{self, ActivityQuery, MAX_ACTIONS},
+    export::Format,
+    ingest::decode::time_from,
+    store::{
+        catalog::Product,
+        events::{Cursor, Filter},
+        retention::Policy,
+        rollup::{self, Activity},
     },
 };
 
@@ -21,135 +27,6 @@ pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
         seconds: t.timestamp(),
         nanos: t.timestamp_subsec_nanos() as i32,
     }
-}
-
-/// Truncated to microseconds: what PostgreSQL stores, so hashes recompute.
-pub fn time_from(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    let micros = t
-        .seconds
-        .checked_mul(1_000_000)?
-        .checked_add(i64::from(t.nanos) / 1000)?;
-    Utc.timestamp_micros(micros).single()
-}
-
-/// Validates the `i`-th event of a batch; violations name `events[i].field`.
-pub fn event_from(
-    i: usize,
-    e: &pb::AuditEvent,
-    known: &HashSet<(String, String)>,
-    now: DateTime<Utc>,
-    v: &mut FieldViolations,
-) -> Option<Event> {
-    let f = |name: &str| format!("events[{i}].{name}");
-    let before = v.clone();
-    let event_id = Uuid::parse_str(&e.event_id).ok();
-    if event_id.is_none() {
-        v.add(f("event_id"), "must be a UUID");
-    }
-    let occurred_at = e.occurred_at.as_ref().and_then(time_from);
-    match occurred_at {
-        Some(at) => validate::occurred_at(v, &f("occurred_at"), at, now),
-        None => v.add(f("occurred_at"), "required"),
-    }
-    validate::required(v, &f("product"), &e.product, MAX_NAME);
-    validate::action_name(v, &f("action"), &e.action);
-    if !e.product.is_empty()
-        && !e.action.is_empty()
-        && !known.contains(&(e.product.clone(), e.action.clone()))
-    {
-        v.add(
-            f("action"),
-            format!("unknown action {} of product {}", e.action, e.product),
-        );
-    }
-    if !matches!(
-        pb::Category::try_from(e.category),
-        Ok(pb::Category::Public | pb::Category::System | pb::Category::Admin)
-    ) {
-        v.add(f("category"), "must be PUBLIC, SYSTEM or ADMIN");
-    }
-    if !matches!(
-        common::Result::try_from(e.result),
-        Ok(common::Result::Success | common::Result::Failure | common::Result::InProgress)
-    ) {
-        v.add(f("result"), "must be SUCCESS, FAILURE or IN_PROGRESS");
-    }
-    for (name, value) in [
-        ("actor_user_id", &e.actor_user_id),
-        ("subject_user_id", &e.subject_user_id),
-        ("modified_user_id", &e.modified_user_id),
-        ("impersonator_user_id", &e.impersonator_user_id),
-        ("impersonation_session_id", &e.impersonation_session_id),
-        ("token_id", &e.token_id),
-        ("project", &e.project),
-        ("client_ip", &e.client_ip),
-        ("request_id", &e.request_id),
-        ("trace_id", &e.trace_id),
-        ("source", &e.source),
-    ] {
-        validate::text(v, &f(name), value, MAX_ID);
-    }
-    validate::text(v, &f("user_agent"), &e.user_agent, MAX_USER_AGENT);
-    validate::text(v, &f("error_message"), &e.error_message, MAX_ERROR);
-    if e.comments.len() > MAX_COMMENTS {
-        v.add(f("comments"), format!("at most {MAX_COMMENTS} entries"));
-    }
-    let mut comments = BTreeMap::new();
-    let mut pii_comments = BTreeMap::new();
-    for (key, value) in &e.comments {
-        if key.is_empty() || key.len() > MAX_COMMENT_KEY || key.chars().any(char::is_control) {
-            v.add(
-                f("comments"),
-                format!("keys are 1-{MAX_COMMENT_KEY} bytes without control characters"),
-            );
-        }
-        validate::text(v, &f(&format!("comments.{key}")), value, MAX_COMMENT_VALUE);
-        let target = if is_pii_key(key) {
-            &mut pii_comments
-        } else {
-            &mut comments
-        };
-        target.insert(key.clone(), value.clone());
-    }
-    let duration_us = e
-        .duration
-        .as_ref()
-        .map(|d| {
-            d.seconds
-                .saturating_mul(1_000_000)
-                .saturating_add(i64::from(d.nanos) / 1000)
-        })
-        .unwrap_or(0);
-    if duration_us < 0 {
-        v.add(f("duration"), "must not be negative");
-    }
-    if *v != before {
-        return None;
-    }
-    Some(Event {
-        event_id: event_id?,
-        occurred_at: occurred_at?,
-        product: e.product.clone(),
-        action: e.action.clone(),
-        category: e.category as i16,
-        actor_user_id: e.actor_user_id.clone(),
-        subject_user_id: e.subject_user_id.clone(),
-        modified_user_id: e.modified_user_id.clone(),
-        impersonator_user_id: e.impersonator_user_id.clone(),
-        impersonation_session_id: e.impersonation_session_id.clone(),
-        token_id: e.token_id.clone(),
-        project: e.project.clone(),
-        comments,
-        pii_comments,
-        client_ip: e.client_ip.clone(),
-        user_agent: e.user_agent.clone(),
-        result: e.result as i16,
-        error_message: e.error_message.clone(),
-        duration_us,
-        request_id: e.request_id.clone(),
-        trace_id: e.trace_id.clone(),
-        source: e.source.clone(),
-    })
 }
 
 pub fn event(e: &Event) -> pb::AuditEvent {
@@ -194,5 +71,182 @@ pub fn stored(s: &StoredEvent) -> pb::StoredEvent {
         received_at: Some(timestamp(s.received_at)),
         personal_data_erased: s.pii_erased,
         hash: hex::encode(&s.hash),
+    }
+}
+
+fn optional(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// The store filter of a request, with the documented time defaults.
+pub fn filter_from(f: Option<pb::EventFilter>) -> Result<Filter, Error> {
+    let f = f.unwrap_or_default();
+    let mut v = FieldViolations::new();
+    let end = f.end_time.as_ref().map(|t| {
+        time_from(t).unwrap_or_else(|| {
+            v.add("filter.end_time", "out of range");
+            Utc::now()
+        })
+    });
+    let start = f.start_time.as_ref().map(|t| {
+        let parsed = time_from(t);
+        if parsed.is_none() {
+            v.add("filter.start_time", "out of range");
+        }
+        // Unparsable: no range check of its own (the violation says it).
+        parsed.or(end).unwrap_or_else(Utc::now)
+    });
+    let (start, end) = events::window(start, end, "filter.", &mut v);
+    let category = match pb::Category::try_from(f.category) {
+        Ok(pb::Category::Unspecified) => None,
+        Ok(c) => Some(c as i16),
+        Err(_) => {
+            v.add("filter.category", "unknown category");
+            None
+        }
+    };
+    let result = match common::Result::try_from(f.result) {
+        Ok(common::Result::Unspecified) => None,
+        Ok(r) => Some(r as i16),
+        Err(_) => {
+            v.add("filter.result", "unknown result");
+            None
+        }
+    };
+    if f.actions.len() > MAX_ACTIONS {
+        v.add("filter.actions", format!("at most {MAX_ACTIONS} actions"));
+    }
+    v.check()?;
+    let mut actions = f.actions.clone();
+    actions.sort();
+    actions.dedup();
+    Ok(Filter {
+        subject_user_id: optional(&f.subject_user_id),
+        actor_user_id: optional(&f.actor_user_id),
+        modified_user_id: optional(&f.modified_user_id),
+        impersonator_user_id: optional(&f.impersonator_user_id),
+        impersonation_session_id: optional(&f.impersonation_session_id),
+        token_id: optional(&f.token_id),
+        project: optional(&f.project),
+        product: optional(&f.product),
+        actions,
+        category,
+        result,
+        client_ip: optional(&f.client_ip),
+        start,
+        end,
+    })
+}
+
+/// The keyset position after `s`, carrying the first page's window.
+pub fn cursor(s: &StoredEvent, filter: &Filter) -> Cursor {
+    Cursor {
+        occurred_at: s.event.occurred_at,
+        seq: s.seq,
+        start: filter.start,
+        end: filter.end,
+    }
+}
+
+pub fn event_id(raw: &str) -> Result<Uuid, Error> {
+    let mut v = FieldViolations::new();
+    let id = steward_kit::validate::id("event_id", raw, &mut v);
+    v.check()?;
+    Ok(id)
+}
+
+fn parse_date(field: &str, raw: &str, v: &mut FieldViolations) -> NaiveDate {
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d").unwrap_or_else(|_| {
+        v.add(field, "a date such as 2026-11-22");
+        NaiveDate::MIN
+    })
+}
+
+pub fn activity_query(r: &pb::GetActivityHistoryRequest) -> Result<ActivityQuery, Error> {
+    let mut v = FieldViolations::new();
+    let start = parse_date("start_date", &r.start_date, &mut v);
+    let end = parse_date("end_date", &r.end_date, &mut v);
+    let dates_ok = v.is_empty();
+    let order = match pb::ActivityOrder::try_from(r.order_by) {
+        Ok(pb::ActivityOrder::ActionsDesc) => rollup::Order::ActionsDesc,
+        Ok(_) => rollup::Order::UserId,
+        Err(_) => rollup::Order::UserId,
+    };
+    let query = ActivityQuery {
+        start: if dates_ok { start } else { NaiveDate::MIN },
+        end: if dates_ok { end } else { NaiveDate::MIN },
+        user_ids: r.user_ids.clone(),
+        order,
+    };
+    query.check(&mut v);
+    if pb::ActivityOrder::try_from(r.order_by).is_err() {
+        v.add("order_by", "unknown order");
+    }
+    v.check()?;
+    Ok(ActivityQuery {
+        start,
+        end,
+        ..query
+    })
+}
+
+pub fn activity(a: Activity) -> pb::UserActivity {
+    pb::UserActivity {
+        user_id: a.user_id,
+        actions_count: a.actions,
+    }
+}
+
+pub fn export_format(raw: i32) -> Result<Format, Error> {
+    match pb::ExportFormat::try_from(raw) {
+        Ok(pb::ExportFormat::Csv) => Ok(Format::Csv),
+        Ok(_) => Ok(Format::Xlsx),
+        Err(_) => Err(Error::invalid("format", "unknown format")),
+    }
+}
+
+pub fn registration(r: pb::RegisterActionTypesRequest) -> Registration {
+    Registration {
+        product: r.product,
+        title: r.title,
+        actions: r
+            .action_types
+            .into_iter()
+            .map(|a| (a.action, a.title))
+            .collect(),
+    }
+}
+
+pub fn product(p: Product) -> pb::ProductActionTypes {
+    pb::ProductActionTypes {
+        product: p.product,
+        title: p.title,
+        action_types: p
+            .actions
+            .into_iter()
+            .map(|(action, title)| pb::ActionType { action, title })
+            .collect(),
+    }
+}
+
+/// `None` for a value outside the enum.
+pub fn category(raw: i32) -> Option<i16> {
+    pb::Category::try_from(raw).ok().map(|c| c as i16)
+}
+
+pub fn policy(p: &Policy) -> pb::RetentionPolicy {
+    pb::RetentionPolicy {
+        product: p.product.clone(),
+        category: i32::from(p.category),
+        retention_days: p.days,
+    }
+}
+
+pub fn verified(outcome: Outcome) -> pb::VerifyChainResponse {
+    pb::VerifyChainResponse {
+        ok: outcome.broken.is_none(),
+        first_broken_sequence: outcome.broken.as_ref().map(|b| b.0).unwrap_or(0),
+        events_checked: outcome.checked,
+        reason: outcome.broken.map(|b| b.1).unwrap_or_default(),
     }
 }
