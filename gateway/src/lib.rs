@@ -9,6 +9,9 @@
 //! * [`limits`]: rate limits; [`refusals`]: audit of refusals;
 //! * [`metrics`]: per-method calls, codes and latency at `GET /metrics`.
 
+/// How the gateway names itself in traces (`steward.component`).
+pub const COMPONENT: &str = "steward-gateway";
+
 pub mod identity;
 pub mod limits;
 pub mod metrics;
@@ -149,6 +152,7 @@ impl Application {
             })?;
             backends.insert(name.clone(), channel);
         }
+        let policies = deps.policies;
         let accounts = backends
             .get("accounts")
             .cloned()
@@ -181,15 +185,34 @@ impl Application {
             },
         ));
         let (_, health) = tonic_health::server::health_reporter();
+        let routed = routed_services(&policies, &config.backends);
+        let reflection = || {
+            routed.iter().fold(
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                    .with_service_name("grpc.health.v1.Health"),
+                |builder, name| builder.with_service_name(name.as_str()),
+            )
+        };
+        let reflection_v1 = reflection()
+            .build_v1()
+            .expect("the descriptor set compiled with the crate is valid");
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .expect("the descriptor set compiled with the crate is valid");
+        let local = tonic::service::Routes::new(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
         let shared = Arc::new(proxy::Shared {
             backends,
-            policies: deps.policies,
+            policies,
             identity,
             limits: limits::Limits::new(&config.rate_limits),
             refusals,
             metrics,
             trusted_proxies: deps.server.trusted_proxies.clone(),
-            local: tonic::service::Routes::new(health),
+            local,
         });
         for origin in &config.cors_origins {
             http::HeaderValue::from_str(origin).map_err(|_| BuildError::Origin(origin.clone()))?;
@@ -279,6 +302,22 @@ impl Application {
         while tasks.join_next().await.is_some() {}
         served
     }
+}
+
+/// The Steward services whose package a configured backend serves
+/// (`steward.accounts.v1.AuthService` when `accounts` is routed): what the
+/// gateway's reflection lists.
+fn routed_services(policies: &PolicyTable, backends: &BTreeMap<String, String>) -> Vec<String> {
+    policies
+        .services()
+        .into_iter()
+        .filter(|service| {
+            service
+                .strip_prefix("steward.")
+                .and_then(|rest| rest.split('.').next())
+                .is_some_and(|name| backends.contains_key(name))
+        })
+        .collect()
 }
 
 /// CORS for gRPC-Web from the configured origins; none configured: no CORS

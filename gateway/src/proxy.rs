@@ -17,7 +17,10 @@ use http::{HeaderValue, Request, Response};
 use ipnet::IpNet;
 use steward_kit::{
     RequestContext,
-    auth::{Claims, PolicyTable, layer::decide},
+    auth::{
+        Claims, PolicyTable,
+        layer::{decide, method_policy},
+    },
     context::keys,
 };
 use tonic::{Code, Status, body::Body, service::Routes, transport::Channel};
@@ -42,7 +45,7 @@ pub struct Shared {
     pub refusals: RefusalAudit,
     pub metrics: Metrics,
     pub trusted_proxies: Vec<IpNet>,
-    /// The gateway's own health service.
+    /// The gateway's own health and reflection services.
     pub local: Routes,
 }
 
@@ -82,6 +85,25 @@ impl Service<Request<Body>> for Gateway {
     }
 }
 
+/// One call, as the gateway's answers to it need it.
+struct Call<'a> {
+    path: &'a str,
+    context: &'a RequestContext,
+    started: Instant,
+}
+
+/// Where an admitted call goes.
+enum Admitted {
+    /// The gateway's own reflection service.
+    Local,
+    /// The backend, with the access token to act with when it differs from
+    /// the bearer (an exchanged API token).
+    Forward {
+        channel: Channel,
+        token: Option<String>,
+    },
+}
+
 /// The reason of a refusal: its `ErrorInfo` reason, else the code's name.
 fn reason_of(status: &Status) -> String {
     use tonic_types::StatusExt;
@@ -90,6 +112,57 @@ fn reason_of(status: &Status) -> String {
         .error_info()
         .map(|i| i.reason.clone())
         .unwrap_or_else(|| format!("{:?}", status.code()).to_uppercase())
+}
+
+/// The most of a refused call's request body the gateway reads before
+/// answering, and how long it waits for it.
+const DRAIN_LIMIT: usize = 64 * 1024;
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads what is left of a request body, up to `limit` bytes within `wait`:
+/// `true` when the body ended.
+async fn drain(body: Body, limit: usize, wait: std::time::Duration) -> bool {
+    use http_body::Body as _;
+    let mut body = std::pin::pin!(body);
+    let mut read = 0usize;
+    let drained = async {
+        loop {
+            if body.is_end_stream() {
+                return true;
+            }
+            match std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+                None => return true,
+                Some(Err(_)) => return false,
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        read += data.len();
+                        if read > limit {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(wait, drained).await.unwrap_or(false)
+}
+
+/// An answer given before the call was forwarded (a refusal, an unknown
+/// method). Over HTTP/1.1 the connection can carry the next request only
+/// once this request's body has been read; so the gateway reads it
+/// (bounded), and when it cannot, says `Connection: close` rather than let
+/// the client write its next request into a closed connection.
+async fn answer_early(req: Request<Body>, response: Response<Body>) -> Response<Body> {
+    if req.version() >= http::Version::HTTP_2 {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    if !drain(req.into_body(), DRAIN_LIMIT, DRAIN_WAIT).await {
+        parts
+            .headers
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Response::from_parts(parts, body)
 }
 
 impl Shared {
@@ -113,111 +186,131 @@ impl Shared {
             rpc.method = %path,
             request_id = %context.request_id,
             user_id = tracing::field::Empty,
+            steward.component = crate::COMPONENT,
         );
         steward_kit::telemetry::set_remote_parent(&span, req.headers());
         async move {
-            let refuse = |status: Status, claims: Option<&Claims>| {
-                let reason = reason_of(&status);
-                self.refusals.record(Refusal {
-                    method: &path,
-                    code: status.code(),
-                    reason: &reason,
-                    message: status.message(),
-                    context: &context,
-                    claims,
-                    elapsed: started.elapsed(),
-                });
-                self.respond_status(&path, &context, status, started)
+            let call = Call {
+                path: &path,
+                context: &context,
+                started,
             };
-            let client_ip = context.client_ip.parse::<IpAddr>().ok();
-            if let Err(exceeded) = self.limits.check_client(client_ip, &path) {
-                return refuse(rate_limited(exceeded), None);
-            }
-            let Some(channel) = backend_key(&path).and_then(|k| self.backends.get(k)) else {
-                let status = Status::unimplemented(format!("no backend serves {path}"));
-                return self.respond_status(&path, &context, status, started);
-            };
-            let bearer = steward_kit::auth::layer::bearer(req.headers()).map(str::to_owned);
-            let Authenticated { forward, verified } = match self
-                .identity
-                .authenticate(bearer.as_deref(), &context)
-                .await
-            {
-                Ok(authenticated) => authenticated,
-                Err(status) if status.code() == Code::Unauthenticated => {
-                    return refuse(status, None);
-                }
-                Err(status) => return self.respond_status(&path, &context, status, started),
-            };
-            let claims = verified.as_ref().and_then(|v| v.as_ref().ok()).cloned();
-            if let Err(status) = decide(self.policies.get(&path), verified) {
-                return refuse(status, claims.as_ref());
-            }
-            if let Some(claims) = &claims {
-                tracing::Span::current().record("user_id", claims.sub.as_str());
-                if let Some(sid) = &claims.sid {
-                    match self.identity.session_active(sid).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            let status = steward_kit::refusal(
-                                Code::Unauthenticated,
-                                "IMPERSONATION_ENDED",
-                                "the impersonation session has ended",
-                            );
-                            return refuse(status, Some(claims));
-                        }
-                        Err(status) => {
-                            return self.respond_status(&path, &context, status, started);
+            match self.admit(&call, req.headers()).await {
+                Ok(Admitted::Local) => match self.local.clone().oneshot(req).await {
+                    Ok(response) => self.meter(&call, response),
+                    Err(never) => match never {},
+                },
+                Ok(Admitted::Forward { channel, token }) => {
+                    prepare_forward(req.headers_mut(), &context, token.as_deref());
+                    match channel.oneshot(req).await {
+                        Ok(response) => self.meter(&call, response),
+                        Err(error) => {
+                            tracing::warn!(%error, "backend call failed");
+                            let status = Status::unavailable("the service is unavailable");
+                            self.respond_status(&call, status)
                         }
                     }
                 }
-                let principal = claims.act.as_ref().map_or(&claims.sub, |a| &a.sub);
-                if let Err(exceeded) = self.limits.check_principal(principal) {
-                    return refuse(rate_limited(exceeded), Some(claims));
-                }
-            }
-            prepare_forward(req.headers_mut(), &context, forward.as_deref());
-            match channel.clone().oneshot(req).await {
-                Ok(response) => self.meter(&path, &context, response, started),
-                Err(error) => {
-                    tracing::warn!(%error, "backend call failed");
-                    let status = Status::unavailable("the service is unavailable");
-                    self.respond_status(&path, &context, status, started)
-                }
+                Err(response) => answer_early(req, response).await,
             }
         }
         .instrument(span)
         .await
     }
 
-    fn respond_status(
+    /// Rate limits, authentication, the method's policy and impersonation
+    /// checks: where the call goes, or the answer that refuses it.
+    async fn admit(
         &self,
-        path: &str,
-        context: &RequestContext,
-        status: Status,
-        started: Instant,
-    ) -> Response<Body> {
+        call: &Call<'_>,
+        headers: &http::HeaderMap,
+    ) -> Result<Admitted, Response<Body>> {
+        let refuse = |status: Status, claims: Option<&Claims>| {
+            let reason = reason_of(&status);
+            self.refusals.record(Refusal {
+                method: call.path,
+                code: status.code(),
+                reason: &reason,
+                message: status.message(),
+                context: call.context,
+                claims,
+                elapsed: call.started.elapsed(),
+            });
+            self.respond_status(call, status)
+        };
+        let client_ip = call.context.client_ip.parse::<IpAddr>().ok();
+        if let Err(exceeded) = self.limits.check_client(client_ip, call.path) {
+            return Err(refuse(rate_limited(exceeded), None));
+        }
+        // Reflection describes every package routed here, to anyone.
+        if PolicyTable::is_public_infrastructure(call.path) {
+            return Ok(Admitted::Local);
+        }
+        let Some(channel) = backend_key(call.path).and_then(|k| self.backends.get(k)) else {
+            let status = Status::unimplemented(format!("no backend serves {}", call.path));
+            return Err(self.respond_status(call, status));
+        };
+        let policy =
+            method_policy(&self.policies, call.path).map_err(|s| self.respond_status(call, s))?;
+        let bearer = steward_kit::auth::layer::bearer(headers).map(str::to_owned);
+        let Authenticated { forward, verified } = match self
+            .identity
+            .authenticate(bearer.as_deref(), call.context)
+            .await
+        {
+            Ok(authenticated) => authenticated,
+            Err(status) if status.code() == Code::Unauthenticated => {
+                return Err(refuse(status, None));
+            }
+            Err(status) => return Err(self.respond_status(call, status)),
+        };
+        let claims = verified.as_ref().and_then(|v| v.as_ref().ok()).cloned();
+        if let Err(status) = decide(policy, verified) {
+            return Err(refuse(status, claims.as_ref()));
+        }
+        if let Some(claims) = &claims {
+            tracing::Span::current().record("user_id", claims.sub.as_str());
+            if let Some(sid) = &claims.sid {
+                match self.identity.session_active(sid).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let status = steward_kit::refusal(
+                            Code::Unauthenticated,
+                            "IMPERSONATION_ENDED",
+                            "the impersonation session has ended",
+                        );
+                        return Err(refuse(status, Some(claims)));
+                    }
+                    Err(status) => return Err(self.respond_status(call, status)),
+                }
+            }
+            let principal = claims.act.as_ref().map_or(&claims.sub, |a| &a.sub);
+            if let Err(exceeded) = self.limits.check_principal(principal) {
+                return Err(refuse(rate_limited(exceeded), Some(claims)));
+            }
+        }
+        Ok(Admitted::Forward {
+            channel: channel.clone(),
+            token: forward,
+        })
+    }
+
+    fn respond_status(&self, call: &Call<'_>, status: Status) -> Response<Body> {
         let response = status.into_http::<Body>();
-        self.meter(path, context, response, started)
+        self.meter(call, response)
     }
 
     /// Stamps the request id and records the call when its body ends.
-    fn meter(
-        &self,
-        path: &str,
-        context: &RequestContext,
-        response: Response<Body>,
-        started: Instant,
-    ) -> Response<Body> {
+    fn meter(&self, call: &Call<'_>, response: Response<Body>) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
-        if let Ok(value) = HeaderValue::from_str(&context.request_id) {
+        if let Ok(value) = HeaderValue::from_str(&call.context.request_id) {
             parts.headers.insert(keys::REQUEST_ID, value);
         }
         let code = header_code(&parts.headers);
         let pending = Pending {
             metrics: self.metrics.clone(),
-            method: path.to_owned(),
-            started,
+            method: call.path.to_owned(),
+            started: call.started,
         };
         Response::from_parts(parts, Body::new(MeteredBody::new(body, pending, code)))
     }
