@@ -4,7 +4,8 @@
 Starts `steward up` on free ports with a throwaway data dir, mints an admin
 token with `steward token issue`, discovers the service through server
 reflection, then creates, lists and suspends users through stubs generated
-from proto/ with grpcio-tools. Then, through the gateway: signs in as a
+from proto/ with grpcio-tools. Then, through the gateway: reads its
+reflection (and UNIMPLEMENTED for an unknown method), signs in as a
 USER_ADMIN with email and password, lists users, is refused without the
 role, and makes a gRPC-Web call (the browser wire format, spoken by hand
 over HTTP/1.1 with a CORS preflight). Exits non-zero on any mismatch.
@@ -114,6 +115,31 @@ def gateway_checks(steward: str, data_dir: str, env: dict, port: int, email: str
     from steward.accounts.v1 import auth_service_pb2_grpc as auth_grpc
 
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+
+    # Reflection at the gateway, without a token: what grpcurl needs for the
+    # README's `grpcurl ... 127.0.0.1:50050 steward.accounts.v1.AuthService/SignIn`.
+    from google.protobuf import descriptor_pb2
+
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    responses = reflection.ServerReflectionInfo(iter([
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="steward.accounts.v1.AuthService"),
+    ]))
+    listed, described = list(responses)
+    services = [s.name for s in listed.list_services_response.service]
+    check(
+        {"steward.accounts.v1.AuthService", "steward.accounts.v1.AccountsService", "steward.billing.v1.BillingService"} <= set(services),
+        f"the gateway's reflection lists the routed services ({services})",
+    )
+    files = [descriptor_pb2.FileDescriptorProto.FromString(b) for b in described.file_descriptor_response.file_descriptor_proto]
+    methods = {m.name for f in files for svc in f.service if svc.name == "AuthService" for m in svc.method}
+    check("SignIn" in methods, "the gateway's reflection describes AuthService.SignIn")
+    try:
+        channel.unary_unary("/steward.accounts.v1.AccountsService/NoSuchMethod")(b"")
+        check(False, "a method that does not exist is refused")
+    except grpc.RpcError as err:
+        check(err.code() == grpc.StatusCode.UNIMPLEMENTED, f"a method that does not exist is UNIMPLEMENTED at the gateway ({err.code()})")
+
     signed_in = auth_grpc.AuthServiceStub(channel).SignIn(
         auth_pb.SignInRequest(email=email, password=password, device="python check")
     )
