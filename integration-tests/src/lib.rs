@@ -7,11 +7,14 @@ pub mod receiver;
 
 use std::time::Duration;
 
+use steward::{
+    Component,
+    config::Config,
+    suite::{Resolved, Suite},
+};
 use steward_kit::{
-    auth::{Claims, KeySet, PolicyTable, Role, TokenSigner, TokenVerifier},
-    outbox::{OutboxConfig, RelayConfig},
-    page::PageTokens,
-    server::{Security, ServerConfig},
+    auth::{Claims, KeySet, Role, TokenSigner},
+    outbox::RelayConfig,
 };
 use steward_proto::accounts as pb;
 use tokio::sync::watch;
@@ -96,35 +99,11 @@ pub struct TestApp {
     gateway: Option<(Channel, steward_gateway::metrics::Metrics)>,
     /// The gateway's address (`http://...`), when spawned with one.
     pub gateway_endpoint: Option<String>,
+    /// What the suite was built from, to start more components later.
+    config: Config,
+    resolved: Resolved,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-fn security(signer: &TokenSigner) -> Security {
-    security_with(signer, &KeySet::default())
-}
-
-fn security_with(signer: &TokenSigner, retired: &KeySet) -> Security {
-    let mut keys = retired.clone();
-    keys.add(signer.verifying_key());
-    Security {
-        policies: PolicyTable::from_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET)
-            .expect("policies"),
-        verifier: TokenVerifier::new(keys),
-    }
-}
-
-async fn pool(db: &TestDb, schema: &str) -> steward_kit::db::Pool {
-    steward_kit::db::pool(
-        &db.url,
-        schema,
-        &steward_kit::db::PoolConfig {
-            max_connections: 8,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("pool")
 }
 
 async fn wait_for_port(endpoint: &str) {
@@ -139,11 +118,64 @@ async fn wait_for_port(endpoint: &str) {
     }
 }
 
+fn any_port() -> std::net::SocketAddr {
+    "127.0.0.1:0".parse().expect("valid address")
+}
+
+/// The configuration a test suite runs with: `steward up`'s defaults, with
+/// ports chosen by the OS, a small pool, fast relays and the options' rules.
+fn test_config(options: &Options) -> Config {
+    let mut config = Config::default();
+    config.pool.max_connections = 8;
+    // Clients and the gateway are on loopback, as with `steward up`.
+    config.server.trusted_proxies = vec![
+        "127.0.0.0/8".parse().expect("valid net"),
+        "::1/128".parse().expect("valid net"),
+    ];
+    config.outbox.audit_endpoint = options
+        .audit_endpoint
+        .clone()
+        .or_else(|| options.audit_listen.map(|a| format!("http://{a}")));
+    config.outbox.relay = RelayConfig {
+        poll_interval: Duration::from_millis(500),
+        min_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(400),
+        ..RelayConfig::default()
+    };
+    config.accounts.listen = any_port();
+    config.accounts.erasure_interval = options
+        .erasure_interval
+        .unwrap_or(Duration::from_secs(3600));
+    config.accounts.identity = options.identity.clone().unwrap_or_default();
+    config.audit.listen = any_port();
+    config.audit.retention_interval = options
+        .retention_interval
+        .unwrap_or(Duration::from_secs(3600));
+    if let Some(billing) = &options.billing {
+        config.billing = billing.clone();
+    }
+    config.billing.listen = any_port();
+    if let Some(gateway) = &options.gateway {
+        config.gateway = gateway.clone();
+    }
+    config.gateway.listen = any_port();
+    config.gateway.backends.clear();
+    if let Some(addr) = options.audit_listen {
+        config
+            .gateway
+            .backends
+            .insert("audit".into(), format!("http://{addr}"));
+    }
+    config
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(Options::default()).await
     }
 
+    /// Builds the components the options ask for with the same [`Suite`]
+    /// `steward up` uses, against a fresh test database.
     pub async fn spawn_with(options: Options) -> Self {
         init_logs();
         let db = TestDb::create().await;
@@ -152,149 +184,57 @@ impl TestApp {
         for key in &options.retired_keys {
             retired.add(key.verifying_key());
         }
-        let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
-        let mut audit_channel = None;
-        let mut audit_endpoint = options.audit_endpoint.clone();
-        if options.with_audit {
-            let endpoint = spawn_audit(
-                &db,
-                &signer,
-                "127.0.0.1:0".parse().unwrap(),
-                options.retention_interval,
-                stopped.clone(),
-                &mut tasks,
-            )
-            .await;
-            audit_channel = Some(
-                Channel::from_shared(endpoint.clone())
-                    .unwrap()
-                    .connect_lazy(),
-            );
-            audit_endpoint = Some(endpoint);
-        }
-        if let Some(addr) = options.audit_listen {
-            let endpoint = format!("http://{addr}");
-            audit_channel = Some(
-                Channel::from_shared(endpoint.clone())
-                    .unwrap()
-                    .connect_lazy(),
-            );
-            audit_endpoint = Some(endpoint);
-        }
-        let audit_endpoint_for_gateway = audit_endpoint.clone();
-        let mut billing_channel = None;
-        let mut billing_endpoint = None;
-        if let Some(config) = options.billing.clone() {
-            let app = steward_billing::Application::build(steward_billing::Deps {
-                pool: pool(&db, steward_billing::SCHEMA).await,
-                database_url: db.url.clone(),
-                security: security(&signer),
-                page_tokens: PageTokens::new(rand_key()),
-                signer: Some(signer.clone()),
-                server: ServerConfig::default(),
-                outbox: OutboxConfig {
-                    audit_endpoint: audit_endpoint.clone(),
-                    ..OutboxConfig::default()
-                },
-                config: steward_billing::BillingConfig {
-                    listen: "127.0.0.1:0".parse().unwrap(),
-                    ..config
-                },
-            })
-            .await
-            .expect("bind billing");
-            let endpoint = format!("http://{}", app.local_addr());
-            let stopped = stopped.clone();
-            tasks.push(tokio::spawn(async move {
-                app.run_until_stopped(stopped).await.expect("billing runs");
-            }));
-            wait_for_port(&endpoint).await;
-            billing_endpoint = Some(endpoint.clone());
-            billing_channel = Some(Channel::from_shared(endpoint).unwrap().connect_lazy());
-        }
-        let app = steward_accounts::Application::build(steward_accounts::Deps {
-            pool: pool(&db, steward_accounts::SCHEMA).await,
+        let resolved = Resolved {
             database_url: db.url.clone(),
-            security: security_with(&signer, &retired),
-            page_tokens: PageTokens::new(rand_key()),
             signer: signer.clone(),
-            retired_keys: retired.clone(),
-            server: ServerConfig::default(),
-            outbox: OutboxConfig {
-                audit_endpoint,
-                notifications_endpoint: None,
-                relay: RelayConfig {
-                    poll_interval: Duration::from_millis(500),
-                    min_backoff: Duration::from_millis(50),
-                    max_backoff: Duration::from_millis(400),
-                    ..RelayConfig::default()
-                },
-            },
-            config: steward_accounts::AccountsConfig {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                erasure_interval: options
-                    .erasure_interval
-                    .unwrap_or(Duration::from_secs(3600)),
-                identity: options.identity.clone().unwrap_or_default(),
-                ..Default::default()
-            },
-        })
-        .await
-        .expect("bind");
-        let endpoint = format!("http://{}", app.local_addr());
-        tasks.push(tokio::spawn(async move {
-            app.run_until_stopped(stopped).await.expect("server runs");
-        }));
-        let channel = Channel::from_shared(endpoint.clone())
-            .unwrap()
-            .connect_lazy();
-        wait_for_port(&endpoint).await;
-        let mut gateway = None;
-        let mut gateway_endpoint = None;
-        if let Some(mut config) = options.gateway {
-            config.listen = "127.0.0.1:0".parse().unwrap();
-            config.backends.clear();
-            config.backends.insert("accounts".into(), endpoint.clone());
-            for (name, channel_endpoint) in [
-                ("audit", audit_endpoint_for_gateway.clone()),
-                ("billing", billing_endpoint.clone()),
-            ] {
-                if let Some(url) = channel_endpoint {
-                    config.backends.insert(name.into(), url);
-                }
-            }
-            let app = steward_gateway::Application::build(steward_gateway::Deps {
-                config,
-                server: ServerConfig::default(),
-                policies: security(&signer).policies,
-                keys: KeySet::default(),
-                signer: Some(signer.clone()),
-            })
+            retired,
+        };
+        let config = test_config(&options);
+        let mut components = vec![Component::Accounts];
+        if options.with_audit {
+            components.push(Component::Audit);
+        }
+        if options.billing.is_some() {
+            components.push(Component::Billing);
+        }
+        if options.gateway.is_some() {
+            components.push(Component::Gateway);
+        }
+        let suite = Suite::build(config.clone(), &resolved, &components)
             .await
-            .expect("bind gateway");
-            let url = format!("http://{}", app.local_addr());
-            let metrics = app.metrics();
-            let stopped = stop.subscribe();
-            tasks.push(tokio::spawn(async move {
-                app.run_until_stopped(stopped).await.expect("gateway runs");
-            }));
-            wait_for_port(&url).await;
-            gateway = Some((
-                Channel::from_shared(url.clone()).unwrap().connect_lazy(),
-                metrics,
-            ));
-            gateway_endpoint = Some(url);
+            .expect("build the suite");
+        let urls: Vec<String> = suite.addrs().map(|(_, a)| format!("http://{a}")).collect();
+        let url = |c: Component| suite.addr(c).map(|a| format!("http://{a}"));
+        let lazy = |url: &str| Channel::from_shared(url.to_owned()).unwrap().connect_lazy();
+        let endpoint = url(Component::Accounts).expect("accounts built");
+        let audit_url =
+            url(Component::Audit).or_else(|| options.audit_listen.map(|a| format!("http://{a}")));
+        let billing_url = url(Component::Billing);
+        let gateway_endpoint = url(Component::Gateway);
+        let gateway = gateway_endpoint
+            .as_deref()
+            .map(|u| (lazy(u), suite.gateway_metrics().expect("gateway built")));
+        let (stop, stopped) = watch::channel(false);
+        let tasks = vec![tokio::spawn(async move {
+            suite
+                .run_until_stopped(stopped)
+                .await
+                .expect("the suite runs");
+        })];
+        for u in &urls {
+            wait_for_port(u).await;
         }
         Self {
             db,
             signer,
+            channel: lazy(&endpoint),
             endpoint,
-            channel,
-            audit_channel,
-            billing_channel,
+            audit_channel: audit_url.as_deref().map(lazy),
+            billing_channel: billing_url.as_deref().map(lazy),
             gateway,
             gateway_endpoint,
+            config,
+            resolved,
             stop,
             tasks,
         }
@@ -359,8 +299,16 @@ impl TestApp {
 
     /// Starts the audit service late, on `addr` (see `Options::audit_listen`).
     pub async fn start_audit(&mut self, addr: std::net::SocketAddr) {
+        let mut config = self.config.clone();
+        config.audit.listen = addr;
+        let suite = Suite::build(config, &self.resolved, &[Component::Audit])
+            .await
+            .expect("build audit");
         let stopped = self.stop.subscribe();
-        spawn_audit(&self.db, &self.signer, addr, None, stopped, &mut self.tasks).await;
+        self.tasks.push(tokio::spawn(async move {
+            suite.run_until_stopped(stopped).await.expect("audit runs");
+        }));
+        wait_for_port(&format!("http://{addr}")).await;
     }
 
     /// An audit client with a USER_ADMIN token.
@@ -463,43 +411,7 @@ fn init_logs() {
     });
 }
 
-async fn spawn_audit(
-    db: &TestDb,
-    signer: &TokenSigner,
-    listen: std::net::SocketAddr,
-    retention_interval: Option<Duration>,
-    stopped: watch::Receiver<bool>,
-    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
-) -> String {
-    let app = steward_audit::Application::build(steward_audit::Deps {
-        pool: pool(db, steward_audit::SCHEMA).await,
-        security: security(signer),
-        page_tokens: PageTokens::new(rand_key()),
-        server: ServerConfig::default(),
-        config: steward_audit::AuditConfig {
-            listen,
-            retention_interval: retention_interval.unwrap_or(Duration::from_secs(3600)),
-            ..Default::default()
-        },
-    })
-    .await
-    .expect("bind audit");
-    let endpoint = format!("http://{}", app.local_addr());
-    tasks.push(tokio::spawn(async move {
-        app.run_until_stopped(stopped).await.expect("audit runs");
-    }));
-    wait_for_port(&endpoint).await;
-    endpoint
-}
-
 pub const ADMIN_ID: &str = "0190b7c4-0000-7000-8000-00000000ad01";
-
-fn rand_key() -> [u8; 32] {
-    let mut key = [0u8; 32];
-    key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    key
-}
 
 /// The reason of an `ErrorInfo` detail.
 pub fn reason(status: &Status) -> String {

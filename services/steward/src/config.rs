@@ -21,6 +21,15 @@ pub struct AuthConfig {
     pub public_keys: Vec<String>,
 }
 
+/// `[metrics]`: the admin address serving Prometheus `GET /metrics`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Unset: no metrics endpoint (the gateway also serves its own on its
+    /// port).
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -41,6 +50,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub billing: BillingConfig,
     pub gateway: GatewayConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Config {

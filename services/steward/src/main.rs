@@ -4,14 +4,15 @@
 //! * `steward serve <component>`: one component (how the Helm chart runs them);
 //! * `steward migrate <component|all>`: apply migrations;
 //! * `steward token issue`: mint an access token with the signing key;
-//! * `steward user create-admin`: bootstrap a USER_ADMIN.
+//! * `steward user create-admin`: bootstrap a USER_ADMIN;
+//! * `steward outbox list|show|replay`: the outbox backlog and parked rows.
 
-mod config;
 mod runtime;
 
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use steward::{Component, config};
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +49,34 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The services' outboxes: backlog, parked rows, replay.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Backlog per service and destination, and the parked rows.
+    List {
+        /// Only this component's outbox.
+        #[arg(long)]
+        component: Option<Component>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// One row (SCHEMA:ID, as `list` prints it), its payload decoded.
+    Show { row: String },
+    /// Makes parked rows due again: the named ones, or `--all`.
+    Replay {
+        rows: Vec<String>,
+        /// Every parked row (of `--component`, else of every service).
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        component: Option<Component>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -74,16 +103,6 @@ enum UserCommand {
         #[arg(long)]
         password: Option<String>,
     },
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum Component {
-    Gateway,
-    Accounts,
-    Billing,
-    Quotas,
-    Audit,
-    Notifications,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -121,9 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { component } => runtime::serve(config, component).await,
         Command::Migrate { component } => {
             let components = match component {
-                MigrateTarget::All => {
-                    vec![Component::Accounts, Component::Audit, Component::Billing]
-                }
+                MigrateTarget::All => Component::SERVICES.to_vec(),
                 MigrateTarget::Accounts => vec![Component::Accounts],
                 MigrateTarget::Billing => vec![Component::Billing],
                 MigrateTarget::Quotas => vec![Component::Quotas],
@@ -143,5 +160,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User {
             command: UserCommand::CreateAdmin { email, password },
         } => runtime::create_admin(config, &email, password).await,
+        Command::Outbox { command } => match command {
+            OutboxCommand::List { component, limit } => {
+                runtime::outbox_list(config, component, limit).await
+            }
+            OutboxCommand::Show { row } => runtime::outbox_show(config, &row).await,
+            OutboxCommand::Replay {
+                rows,
+                all,
+                component,
+            } => runtime::outbox_replay(config, &rows, component, all).await,
+        },
     }
 }

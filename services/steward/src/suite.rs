@@ -1,0 +1,246 @@
+//! The one composition root: builds any set of components from a
+//! [`Config`] and the resolved database and keys. `steward up` builds them
+//! all, `steward serve <component>` one, and the integration tests the ones
+//! they need, so what the tests run is what users run; the tests override
+//! only ports, the database and keys.
+
+use std::{collections::BTreeMap, net::SocketAddr};
+
+use anyhow::Context;
+use steward_accounts as accounts;
+use steward_audit as audit;
+use steward_billing as billing;
+use steward_gateway as gateway;
+use steward_kit::{
+    auth::{KeySet, PolicyTable, TokenSigner, TokenVerifier},
+    db,
+    page::PageTokens,
+    server::Security,
+};
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{Component, config::Config};
+
+/// What a suite needs besides its configuration: where the data is and the
+/// keys (resolved by the binary from config and data dir, or by a test).
+#[derive(Clone)]
+pub struct Resolved {
+    pub database_url: String,
+    pub signer: TokenSigner,
+    /// `auth.public_keys`: retired keys still verifying and published.
+    pub retired: KeySet,
+}
+
+impl Resolved {
+    fn security(&self) -> anyhow::Result<Security> {
+        let mut keys = self.retired.clone();
+        keys.add(self.signer.verifying_key());
+        Ok(Security {
+            policies: PolicyTable::from_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET)?,
+            verifier: TokenVerifier::new(keys),
+        })
+    }
+
+    fn page_tokens(&self) -> PageTokens {
+        PageTokens::derive(&self.signer.derived_secret("page-tokens"))
+    }
+}
+
+/// A component serving until the shared stop signal.
+enum App {
+    Accounts(Box<accounts::Application>),
+    Audit(Box<audit::Application>),
+    Billing(Box<billing::Application>),
+    Gateway(Box<gateway::Application>),
+}
+
+impl App {
+    async fn run(self, stopped: watch::Receiver<bool>) -> Result<(), tonic::transport::Error> {
+        match self {
+            App::Accounts(app) => app.run_until_stopped(stopped).await,
+            App::Audit(app) => app.run_until_stopped(stopped).await,
+            App::Billing(app) => app.run_until_stopped(stopped).await,
+            App::Gateway(app) => app.run_until_stopped(stopped).await,
+        }
+    }
+}
+
+/// Built components, bound and ready to run.
+pub struct Suite {
+    apps: Vec<App>,
+    addrs: BTreeMap<Component, SocketAddr>,
+    metrics: Option<TcpListener>,
+    gateway_metrics: Option<gateway::metrics::Metrics>,
+}
+
+impl Suite {
+    /// Builds `components` (migrating their schemas first) in dependency
+    /// order: audit first so that the others' outbox relays point at it when
+    /// `outbox.audit_endpoint` is unset, the gateway last, in front of every
+    /// service built here.
+    pub async fn build(
+        mut config: Config,
+        resolved: &Resolved,
+        components: &[Component],
+    ) -> anyhow::Result<Self> {
+        let wanted = |c: Component| components.contains(&c);
+        if let Some(other) = components.iter().find(|c| !c.exists()) {
+            anyhow::bail!("component {other:?} is not part of this release yet");
+        }
+        let url = resolved.database_url.as_str();
+        let mut suite = Suite {
+            apps: Vec::new(),
+            addrs: BTreeMap::new(),
+            metrics: None,
+            gateway_metrics: None,
+        };
+        if let Some(listen) = config.metrics.listen {
+            suite.metrics = Some(
+                TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("binding metrics.listen {listen}"))?,
+            );
+        }
+        if wanted(Component::Audit) {
+            db::migrate(url, audit::SCHEMA, audit::MIGRATIONS).await?;
+            let app = audit::Application::build(audit::Deps {
+                pool: db::pool(url, audit::SCHEMA, &config.pool).await?,
+                security: resolved.security()?,
+                page_tokens: resolved.page_tokens(),
+                server: config.server.clone(),
+                config: config.audit.clone(),
+            })
+            .await
+            .with_context(|| format!("binding audit on {}", config.audit.listen))?;
+            suite.add(
+                Component::Audit,
+                app.local_addr(),
+                App::Audit(Box::new(app)),
+            );
+            if config.outbox.audit_endpoint.is_none() {
+                config.outbox.audit_endpoint = Some(suite.url(Component::Audit));
+            }
+        }
+        if wanted(Component::Accounts) {
+            db::migrate(url, accounts::SCHEMA, accounts::MIGRATIONS).await?;
+            let app = accounts::Application::build(accounts::Deps {
+                pool: db::pool(url, accounts::SCHEMA, &config.pool).await?,
+                database_url: url.to_owned(),
+                security: resolved.security()?,
+                page_tokens: resolved.page_tokens(),
+                signer: resolved.signer.clone(),
+                retired_keys: resolved.retired.clone(),
+                server: config.server.clone(),
+                outbox: config.outbox.clone(),
+                config: config.accounts.clone(),
+            })
+            .await
+            .with_context(|| format!("binding accounts on {}", config.accounts.listen))?;
+            suite.add(
+                Component::Accounts,
+                app.local_addr(),
+                App::Accounts(Box::new(app)),
+            );
+        }
+        if wanted(Component::Billing) {
+            db::migrate(url, billing::SCHEMA, billing::MIGRATIONS).await?;
+            let app = billing::Application::build(billing::Deps {
+                pool: db::pool(url, billing::SCHEMA, &config.pool).await?,
+                database_url: url.to_owned(),
+                security: resolved.security()?,
+                page_tokens: resolved.page_tokens(),
+                signer: Some(resolved.signer.clone()),
+                server: config.server.clone(),
+                outbox: config.outbox.clone(),
+                config: config.billing.clone(),
+            })
+            .await
+            .with_context(|| format!("binding billing on {}", config.billing.listen))?;
+            suite.add(
+                Component::Billing,
+                app.local_addr(),
+                App::Billing(Box::new(app)),
+            );
+        }
+        if wanted(Component::Gateway) {
+            for (component, addr) in &suite.addrs {
+                config
+                    .gateway
+                    .backends
+                    .insert(component.name().to_owned(), format!("http://{addr}"));
+            }
+            let app = gateway::Application::build(gateway::Deps {
+                config: config.gateway.clone(),
+                server: config.server.clone(),
+                policies: resolved.security()?.policies,
+                keys: resolved.retired.clone(),
+                signer: Some(resolved.signer.clone()),
+            })
+            .await
+            .with_context(|| format!("binding the gateway on {}", config.gateway.listen))?;
+            suite.gateway_metrics = Some(app.metrics());
+            suite.add(
+                Component::Gateway,
+                app.local_addr(),
+                App::Gateway(Box::new(app)),
+            );
+        }
+        Ok(suite)
+    }
+
+    fn add(&mut self, component: Component, addr: SocketAddr, app: App) {
+        self.addrs.insert(component, addr);
+        self.apps.push(app);
+    }
+
+    /// Where `component` listens, when built.
+    pub fn addr(&self, component: Component) -> Option<SocketAddr> {
+        self.addrs.get(&component).copied()
+    }
+
+    /// `http://` + [`Suite::addr`].
+    pub fn url(&self, component: Component) -> String {
+        format!("http://{}", self.addrs[&component])
+    }
+
+    /// Every built component with its address, in a stable order.
+    pub fn addrs(&self) -> impl Iterator<Item = (Component, SocketAddr)> + '_ {
+        self.addrs.iter().map(|(c, a)| (*c, *a))
+    }
+
+    /// The metrics address, when `metrics.listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn gateway_metrics(&self) -> Option<gateway::metrics::Metrics> {
+        self.gateway_metrics.clone()
+    }
+
+    /// Runs every component until `stopped` turns true, or until one of them
+    /// fails (which stops the others).
+    pub async fn run_until_stopped(self, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let (stop, inner) = steward_kit::server::linked_stop(&stopped);
+        let mut tasks = tokio::task::JoinSet::new();
+        for app in self.apps {
+            tasks.spawn(app.run(inner.clone()));
+        }
+        if let Some(listener) = self.metrics {
+            let inner = inner.clone();
+            tasks.spawn(async move {
+                steward_kit::metrics::serve(listener, inner).await;
+                Ok(())
+            });
+        }
+        let mut first_error = None;
+        while let Some(result) = tasks.join_next().await {
+            let _ = stop.send(true);
+            if let Err(e) = result.map_err(anyhow::Error::from).and_then(|r| Ok(r?))
+                && first_error.is_none()
+            {
+                first_error = Some(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
