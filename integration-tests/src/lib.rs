@@ -3,6 +3,7 @@
 //! receiver for outbox relay tests.
 
 pub mod db;
+pub mod raw;
 pub mod receiver;
 
 use std::time::Duration;
@@ -327,6 +328,11 @@ impl TestApp {
     /// A billing client with a USER_ADMIN token.
     pub fn billing(&self) -> BillingClient {
         self.billing_as(Some(self.token(ADMIN_ID, &[Role::UserAdmin])))
+    }
+
+    /// The billing server's channel (raw calls).
+    pub fn billing_channel(&self) -> Channel {
+        self.billing_channel.clone().expect("spawned with billing")
     }
 
     pub fn billing_as(&self, token: Option<String>) -> BillingClient {
