@@ -1,98 +1,164 @@
-//! The accounts error enum and its one mapping to `tonic::Status`.
+//! Accounts' refusals, mapped in one place to kit's error model (and from
+//! there to `tonic::Status`): the constructors below and the constraint
+//! table the command runner resolves. No other module picks a [`Kind`].
 
-use diesel_async::pooled_connection::PoolError;
-use steward_kit::{FieldViolations, error as kit_error, refusal};
-use tonic::{Code, Status};
+pub use steward_kit::Error;
+use steward_kit::{Constraint, Kind, auth::Caller};
 
-use crate::domain::Refusal;
+use crate::domain::{Refusal, User, UserStatus, collaboration, status};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid request: {0}")]
-    Invalid(FieldViolations),
-    #[error("{what} {id} not found")]
-    NotFound { what: &'static str, id: String },
-    /// A domain rule said no; `code` is FAILED_PRECONDITION, ABORTED,
-    /// ALREADY_EXISTS or PERMISSION_DENIED.
-    #[error("{}", .1.message)]
-    Refused(Code, Refusal),
-    #[error("database: {0}")]
-    Database(#[from] diesel::result::Error),
-    #[error("database pool: {0}")]
-    Pool(#[from] bb8::RunError<PoolError>),
-    #[error("internal: {0}")]
-    Internal(String),
+/// Constraint violations a concurrent writer can cause, and what they mean.
+pub const CONSTRAINTS: &[Constraint] = &[
+    Constraint {
+        name: "users_live_email",
+        kind: Kind::Exists,
+        reason: "EMAIL_TAKEN",
+        message: "another account uses this email",
+    },
+    Constraint {
+        name: "groups_pkey",
+        kind: Kind::Exists,
+        reason: "GROUP_EXISTS",
+        message: "the group exists",
+    },
+    Constraint {
+        name: "collaborations_open",
+        kind: Kind::Exists,
+        reason: "COLLABORATION_EXISTS",
+        message: "the account is already shared with this user",
+    },
+];
+
+/// A domain rule's refusal: the state forbids it.
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        Error::refused(Kind::Precondition, r.reason, r.message)
+    }
 }
 
-impl Error {
-    pub fn precondition(reason: &'static str, message: impl Into<String>) -> Self {
-        Self::Refused(Code::FailedPrecondition, Refusal::new(reason, message))
-    }
+/// The one "user not live" refusal: `USER_DELETED` or `USER_DESTROYED`.
+pub fn ensure_live(user: &User) -> Result<(), Error> {
+    Ok(status::ensure_live(user.status)?)
+}
 
-    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
-        Self::NotFound {
-            what,
-            id: id.to_string(),
+pub fn user_not_found(id: impl ToString) -> Error {
+    Error::not_found("user", id)
+}
+
+/// May the caller act on `user_id`'s resources? A refusal is audited.
+pub fn ensure_may_act_on(caller: &Caller, user_id: &str) -> Result<(), Error> {
+    caller
+        .ensure_may_act_on(user_id)
+        .map_err(|status| Error::denied("NOT_YOUR_RESOURCE", status.message()))
+}
+
+pub fn etag_mismatch() -> Error {
+    Error::refused(
+        Kind::Aborted,
+        "ETAG_MISMATCH",
+        "the user changed since it was read; read it again and retry",
+    )
+}
+
+pub fn email_taken() -> Error {
+    Error::refused(
+        Kind::Exists,
+        "EMAIL_TAKEN",
+        "another account uses this email",
+    )
+}
+
+pub fn email_blocked() -> Error {
+    Error::precondition(
+        "EMAIL_BLOCKED",
+        "this email belonged to an erased account and cannot be used again",
+    )
+}
+
+pub fn group_exists(name: &str) -> Error {
+    Error::refused(Kind::Exists, "GROUP_EXISTS", format!("group {name} exists"))
+}
+
+pub fn role_grant_requires_admin() -> Error {
+    Error::denied(
+        "ROLE_GRANT_REQUIRES_ADMIN",
+        "only a USER_ADMIN may create users with roles beyond USER",
+    )
+}
+
+pub fn admin_only_fields(fields: &[String]) -> Error {
+    Error::denied(
+        "ADMIN_ONLY_FIELD",
+        format!("only an administrator may change {}", fields.join(", ")),
+    )
+}
+
+/// Collaboration rules: refusals naming the caller are PERMISSION_DENIED.
+pub fn collaboration(r: Refusal) -> Error {
+    match r.reason {
+        collaboration::NOT_COLLABORATOR | collaboration::NOT_A_PARTY => {
+            Error::denied(r.reason, r.message)
         }
-    }
-
-    /// The caller's fault (bad input, refused by a rule): audited as a
-    /// FAILURE. Infrastructure errors are not: the audit write would fail
-    /// the same way.
-    pub fn is_domain(&self) -> bool {
-        matches!(
-            self,
-            Self::Invalid(_) | Self::NotFound { .. } | Self::Refused(..)
-        )
+        _ => r.into(),
     }
 }
 
-/// A reused key is the caller's mistake (a field violation); a stored
-/// response that no longer decodes is ours.
-impl From<steward_kit::idempotency::IdempotencyError> for Error {
-    fn from(err: steward_kit::idempotency::IdempotencyError) -> Self {
-        use steward_kit::idempotency::IdempotencyError as E;
-        match err {
-            E::Mismatch => {
-                FieldViolations::single("request_id", "already used for a different request").into()
-            }
-            E::Decode(e) => Self::Internal(format!("stored response: {e}")),
-            E::Database(e) => e.into(),
-        }
+pub fn collaboration_exists() -> Error {
+    Error::refused(
+        Kind::Exists,
+        "COLLABORATION_EXISTS",
+        "the account is already shared with this user",
+    )
+}
+
+/// Sign-in failures never say which part was wrong beyond `message`.
+pub fn invalid_credentials(message: &str) -> Error {
+    Error::refused(
+        Kind::Unauthenticated,
+        "INVALID_CREDENTIALS",
+        message.to_owned(),
+    )
+}
+
+pub fn refresh_token_reused() -> Error {
+    Error::refused(
+        Kind::Unauthenticated,
+        "REFRESH_TOKEN_REUSED",
+        "this refresh token was already used; the session is revoked",
+    )
+}
+
+pub fn account_locked(until: chrono::DateTime<chrono::Utc>) -> Error {
+    Error::precondition(
+        "ACCOUNT_LOCKED",
+        format!(
+            "too many failed sign-in attempts; locked until {}",
+            until.to_rfc3339()
+        ),
+    )
+}
+
+/// A user who may hold a session: live and ACTIVE.
+pub fn ensure_may_sign_in(user: &User) -> Result<(), Error> {
+    match user.status {
+        UserStatus::Active => Ok(()),
+        other => Err(Error::precondition(
+            "ACCOUNT_NOT_ACTIVE",
+            format!("the account is {}", other.as_str().to_lowercase()),
+        )),
     }
 }
 
-impl From<FieldViolations> for Error {
-    fn from(v: FieldViolations) -> Self {
-        Self::Invalid(v)
-    }
+pub fn cannot_impersonate_privileged() -> Error {
+    Error::denied(
+        "CANNOT_IMPERSONATE_PRIVILEGED",
+        "signing in as an administrator or a platform service is not allowed",
+    )
 }
 
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        match err {
-            Error::Invalid(v) => v.into_status(),
-            Error::NotFound { what, id } => refusal(
-                Code::NotFound,
-                &format!("{}_NOT_FOUND", what.to_uppercase()),
-                format!("{what} {id} not found"),
-            ),
-            Error::Refused(code, r) => refusal(code, r.reason, r.message),
-            Error::Database(e) => kit_error::database(&e),
-            Error::Pool(e) => kit_error::pool(&e),
-            Error::Internal(message) => {
-                tracing::error!(%message, "internal error");
-                Status::internal("internal error")
-            }
-        }
-    }
-}
-
-/// `Caller::ensure_may_act_on` refusals arrive as a `Status`; keep them in
-/// the enum so they are audited like other refusals.
-pub fn denied(status: Status) -> Error {
-    Error::Refused(
-        Code::PermissionDenied,
-        Refusal::new("NOT_YOUR_RESOURCE", status.message().to_owned()),
+pub fn not_your_session() -> Error {
+    Error::denied(
+        "NOT_YOUR_SESSION",
+        "only an administrator or the session itself may stop it",
     )
 }

@@ -5,18 +5,26 @@
 //! [`Application::run_until_stopped`] serves, runs the outbox relays and the
 //! erasure job, and drains on shutdown.
 
-pub mod commands;
+pub mod collaboration;
 pub mod domain;
-pub mod erasure_job;
+pub mod erasure;
 pub mod error;
+pub mod groups;
 pub mod grpc;
-pub mod store;
+pub mod identity;
+mod notify;
+pub mod schema;
+pub mod settings;
+pub mod users;
+
+pub use users::commands::create_admin;
 
 use std::{net::SocketAddr, time::Duration};
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use serde::{Deserialize, Serialize};
 use steward_kit::{
+    Commands,
     auth::{KeySet, TokenSigner},
     db::Pool,
     outbox::{self, OutboxConfig},
@@ -27,6 +35,9 @@ use steward_proto::accounts::{
     accounts_service_server::AccountsServiceServer, auth_service_server::AuthServiceServer,
 };
 use tokio::{net::TcpListener, sync::watch};
+
+/// The `source` and `product` of accounts' audit events and notifications.
+pub const SOURCE: &str = "accounts";
 
 /// The database schema accounts owns.
 pub const SCHEMA: &str = "accounts";
@@ -150,14 +161,15 @@ impl Application {
             self.deps.config.idempotency_retention,
             tasks_stopped.clone(),
         ));
-        tasks.spawn(erasure_job::run(
-            self.deps.pool.clone(),
+        let commands = Commands::new(self.deps.pool.clone(), error::CONSTRAINTS);
+        tasks.spawn(erasure::job::run(
+            commands.clone(),
             self.deps.config.erasure_interval,
             tasks_stopped,
         ));
-        let api = grpc::AccountsApi::new(self.deps.pool.clone(), self.deps.page_tokens.clone());
+        let api = grpc::AccountsApi::new(commands.clone(), self.deps.page_tokens.clone());
         let auth = grpc::auth::AuthApi::new(
-            self.deps.pool.clone(),
+            commands,
             self.deps.signer.clone(),
             self.deps.retired_keys.clone(),
             self.deps.config.identity.clone(),

@@ -5,6 +5,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use steward_kit::FieldViolations;
+
+/// The shortest password accepted anywhere (registration, change, the CLI).
+pub const MIN_PASSWORD: usize = 12;
+
+/// A new password: at least [`MIN_PASSWORD`] characters.
+pub fn password(field: &str, raw: &str, v: &mut FieldViolations) {
+    if raw.chars().count() < MIN_PASSWORD {
+        v.add(field, format!("must be at least {MIN_PASSWORD} characters"));
+    }
+}
 
 /// After `threshold` failures within `window` the account is locked for
 /// `duration`.
@@ -111,6 +122,15 @@ mod tests {
         let (a, locked) = a.after_failure(&policy(), t0 + chrono::Duration::seconds(90));
         assert!(!locked);
         assert_eq!(a.failed, 1);
+    }
+
+    #[test]
+    fn passwords_need_twelve_characters() {
+        let mut v = FieldViolations::new();
+        password("p", "correct horse", &mut v);
+        assert!(v.is_empty());
+        password("p", "elevenchars", &mut v);
+        assert_eq!(v.fields().collect::<Vec<_>>(), ["p"]);
     }
 
     #[test]

@@ -105,6 +105,23 @@ impl Refusal {
     }
 }
 
+/// Reasons for a user that no longer holds a live account: used by every
+/// command that refuses one.
+pub const USER_DELETED: &str = "USER_DELETED";
+pub const USER_DESTROYED: &str = "USER_DESTROYED";
+
+/// Refuses a user whose account is destroyed or erased.
+pub fn ensure_live(status: UserStatus) -> Result<(), Refusal> {
+    match status {
+        UserStatus::Deleted => Err(Refusal::new(
+            USER_DELETED,
+            "user's personal data was erased",
+        )),
+        UserStatus::Destroyed => Err(Refusal::new(USER_DESTROYED, "user is destroyed")),
+        _ => Ok(()),
+    }
+}
+
 /// The status `action` leads to from `current`, or why it is refused.
 pub fn transition(current: UserStatus, action: StatusAction) -> Result<UserStatus, Refusal> {
     use UserStatus::*;
@@ -117,11 +134,11 @@ pub fn transition(current: UserStatus, action: StatusAction) -> Result<UserStatu
     }
     match current {
         Deleted => Err(Refusal::new(
-            "USER_DELETED",
+            USER_DELETED,
             "user's personal data was erased; no status change is possible",
         )),
         Destroyed => Err(Refusal::new(
-            "USER_DESTROYED",
+            USER_DESTROYED,
             format!("a destroyed user cannot become {target}"),
         )),
         Active | Inactive | Suspended => Ok(target),
@@ -145,6 +162,15 @@ mod tests {
         for from in [Active, Inactive, Suspended] {
             assert_eq!(transition(from, Destroy), Ok(Destroyed));
         }
+    }
+
+    #[test]
+    fn only_live_users_pass() {
+        for live in [Active, Inactive, Suspended] {
+            assert!(ensure_live(live).is_ok());
+        }
+        assert_eq!(ensure_live(Deleted).unwrap_err().reason, USER_DELETED);
+        assert_eq!(ensure_live(Destroyed).unwrap_err().reason, USER_DESTROYED);
     }
 
     #[test]

@@ -1,11 +1,11 @@
-//! Input rules shared by every command that takes these fields.
+//! Accounts' own input rules (emails, phones, group names, batches); ids,
+//! request ids, texts and notes follow `steward_kit::validate`.
 
 use steward_kit::FieldViolations;
+pub use steward_kit::validate::{id, notes, request_id, required_text, short_text};
 use uuid::Uuid;
 
-pub const MAX_NOTES: usize = 4096;
 pub const MAX_EMAIL: usize = 254;
-pub const MAX_TEXT: usize = 256;
 
 /// Lowercases and checks an email address: one `@`, a non-empty local part,
 /// a dotted domain, no spaces or control characters.
@@ -44,20 +44,6 @@ pub fn phone(field: &str, raw: &str, v: &mut FieldViolations) -> String {
     phone
 }
 
-pub fn notes(field: &str, raw: &str, v: &mut FieldViolations) {
-    if raw.chars().count() > MAX_NOTES {
-        v.add(field, format!("must be at most {MAX_NOTES} characters"));
-    }
-}
-
-pub fn short_text(field: &str, raw: &str, v: &mut FieldViolations) {
-    if raw.chars().count() > MAX_TEXT {
-        v.add(field, format!("must be at most {MAX_TEXT} characters"));
-    } else if raw.chars().any(char::is_control) {
-        v.add(field, "must not contain control characters");
-    }
-}
-
 pub fn group_name(field: &str, raw: &str, v: &mut FieldViolations) {
     let ok = raw.len() <= 63
         && raw.starts_with(|c: char| c.is_ascii_lowercase())
@@ -69,16 +55,6 @@ pub fn group_name(field: &str, raw: &str, v: &mut FieldViolations) {
             field,
             "must be 1-63 characters: lowercase letters, digits, '-' or '_', starting with a letter",
         );
-    }
-}
-
-pub fn id(field: &str, raw: &str, v: &mut FieldViolations) -> Uuid {
-    match Uuid::parse_str(raw) {
-        Ok(id) => id,
-        Err(_) => {
-            v.add(field, "must be a UUID");
-            Uuid::nil()
-        }
     }
 }
 
@@ -108,18 +84,10 @@ pub fn batch_ids(field: &str, raw: &[String], v: &mut FieldViolations) -> Vec<Uu
     ids
 }
 
-/// Idempotency keys are required for batch commands: retrying is their
-/// normal failure handling.
-pub fn request_id(field: &str, raw: &str, v: &mut FieldViolations) {
-    if raw.is_empty() {
-        v.add(field, "required: an idempotency key, e.g. a UUID");
-    } else if raw.len() > 128 {
-        v.add(field, "must be at most 128 characters");
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use steward_kit::validate::MAX_NOTES;
+
     use super::*;
 
     #[test]

@@ -5,8 +5,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::schema::collaborations::dsl as c;
 use crate::domain::{Collaboration, CollaborationStatus};
+use crate::schema::collaborations::dsl as c;
 
 type Row = (Uuid, Uuid, Uuid, String, DateTime<Utc>, DateTime<Utc>);
 
@@ -21,7 +21,7 @@ pub enum Direction {
 /// Emails are looked up separately (two small queries) rather than joining
 /// `users` twice under aliases.
 async fn hydrate(conn: &mut AsyncPgConnection, rows: Vec<Row>) -> QueryResult<Vec<Collaboration>> {
-    use super::schema::users::dsl as u;
+    use crate::schema::users::dsl as u;
     let mut ids: Vec<Uuid> = rows.iter().flat_map(|r| [r.1, r.2]).collect();
     ids.sort();
     ids.dedup();
@@ -134,4 +134,20 @@ pub async fn list(
     }
     let rows = query.load::<Row>(conn).await?;
     hydrate(conn, rows).await
+}
+
+/// Revokes every open collaboration the user is a party to (erasure).
+pub async fn revoke_open_for_user(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {
+    diesel::update(
+        c::collaborations
+            .filter(c::owner_id.eq(user_id).or(c::collaborator_id.eq(user_id)))
+            .filter(c::status.ne(CollaborationStatus::Revoked.as_str())),
+    )
+    .set((
+        c::status.eq(CollaborationStatus::Revoked.as_str()),
+        c::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await
+    .map(|_| ())
 }

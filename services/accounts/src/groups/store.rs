@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::schema::groups::dsl as g;
 use crate::domain::Group;
+use crate::schema::groups::dsl as g;
 
 type Row = (String, String, bool, DateTime<Utc>);
 

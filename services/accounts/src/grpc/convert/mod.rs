@@ -1,16 +1,94 @@
-//! proto <-> domain conversions.
+//! proto <-> domain: encoding results here, decoding and validating
+//! requests into commands' inputs in [`accounts`] and [`auth`]. Nothing
+//! else in the crate sees a proto type.
+
+pub mod accounts;
+pub mod auth;
 
 use chrono::{DateTime, Utc};
-use steward_kit::FieldViolations;
-use steward_proto::accounts as pb;
+use serde::de::DeserializeOwned;
+use steward_kit::{
+    Error, FieldViolations,
+    page::{self, Page, PageTokens},
+    validate::{DEFAULT_PAGE, MAX_PAGE},
+};
+use steward_proto::{accounts as pb, common};
+use uuid::Uuid;
 
 use crate::{
+    collaboration::store::Direction,
     domain::{
         Collaboration, CollaborationStatus, ErasureMode, Group, Role, Settings, StatusAction, User,
         UserStatus,
     },
-    store::{collaborations::Direction, users::Order},
+    users::{batch::Outcome, store::Order},
 };
+
+/// One id; a violation names `field`.
+pub fn id(field: &str, raw: &str) -> Result<Uuid, Error> {
+    let mut v = FieldViolations::new();
+    let id = steward_kit::validate::id(field, raw, &mut v);
+    v.check()?;
+    Ok(id)
+}
+
+/// A list request's page: its violations join the request's others.
+pub fn page<C: DeserializeOwned>(
+    tokens: &PageTokens,
+    query: &str,
+    request: Option<&common::PageRequest>,
+    v: &mut FieldViolations,
+) -> Option<Page<C>> {
+    match tokens.page(query, request, DEFAULT_PAGE, MAX_PAGE) {
+        Ok(page) => Some(page),
+        Err(e) => {
+            v.merge(e);
+            None
+        }
+    }
+}
+
+/// A validated list request: what to list, and which page.
+pub struct Query<F, C> {
+    pub filter: F,
+    /// Binds page tokens to this query.
+    pub fingerprint: String,
+    pub page: Page<C>,
+}
+
+impl<F, C: serde::Serialize> Query<F, C> {
+    /// Cuts the probe row and encodes the next page's token.
+    pub fn split<T>(
+        &self,
+        tokens: &PageTokens,
+        rows: Vec<T>,
+        cursor: impl Fn(&T) -> C,
+    ) -> (Vec<T>, Option<common::PageResponse>) {
+        let (rows, next_page_token) = page::split(rows, self.page.size, |row| {
+            tokens.encode(&self.fingerprint, &cursor(row))
+        });
+        (rows, Some(common::PageResponse { next_page_token }))
+    }
+}
+
+/// The outcome of one user of a batch.
+pub fn user_result(o: &Outcome) -> pb::UserResult {
+    let (result, reason, message) = match &o.refusal {
+        None => (common::Result::Success, String::new(), String::new()),
+        Some(r) => (
+            common::Result::Failure,
+            r.reason.to_owned(),
+            r.message.clone(),
+        ),
+    };
+    pb::UserResult {
+        user_id: o.id.to_string(),
+        result: result as i32,
+        reason,
+        message,
+        user: o.user.as_ref().map(user),
+    }
+}
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {

@@ -3,8 +3,8 @@
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::schema::settings::dsl as s;
 use crate::domain::{ErasureMode, Settings};
+use crate::schema::settings::dsl as s;
 
 /// The settings and the platform salt (never leaves the service).
 pub async fn get(conn: &mut AsyncPgConnection) -> QueryResult<(Settings, String)> {

@@ -5,8 +5,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::schema::{api_tokens, credentials, impersonation_sessions, refresh_tokens};
 use crate::domain::identity::Attempts;
+use crate::schema::{api_tokens, credentials, impersonation_sessions, refresh_tokens};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = credentials, check_for_backend(diesel::pg::Pg))]

@@ -1,0 +1,4 @@
+//! Sharing an account with another user: invite, accept, revoke, list.
+
+pub mod commands;
+pub mod store;

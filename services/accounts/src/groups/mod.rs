@@ -1,0 +1,4 @@
+//! Groups users belong to (pricing, quotas).
+
+pub mod commands;
+pub mod store;
