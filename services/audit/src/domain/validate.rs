@@ -1,16 +1,14 @@
-//! Limits on ingested events: bad events are refused, never truncated.
+//! Rules for the structure of ingested events and for the audit API's own
+//! inputs. The limits on an event's texts are kit's event contract
+//! (`steward_kit::outbox::contract`): ingest conforms texts, never refuses them.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use steward_kit::FieldViolations;
 
 pub const MAX_BATCH: usize = 5000;
-pub const MAX_ID: usize = 128;
+pub use steward_kit::outbox::contract::MAX_ID;
+/// Product and action names, titles.
 pub const MAX_NAME: usize = 128;
-pub const MAX_USER_AGENT: usize = 1024;
-pub const MAX_ERROR: usize = 4096;
-pub const MAX_COMMENTS: usize = 64;
-pub const MAX_COMMENT_KEY: usize = 64;
-pub const MAX_COMMENT_VALUE: usize = 4096;
 /// Clock skew tolerated for events stamped in the future.
 pub const MAX_FUTURE_SKEW_MINUTES: i64 = 10;
 

@@ -1,20 +1,22 @@
 //! An `AuditEvent` as it arrives (the contract every service builds with
 //! kit's `AuditRecord`) into the domain [`Event`], with its violations.
+//!
+//! The event is first made to fit the contract (`conform`: control
+//! characters escaped, over-long texts cut with a marker), so an event of a
+//! committed change is never refused for its content; only its structure
+//! (id, time, a known action, category, result, duration) is validated.
 
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, TimeZone, Utc};
-use steward_kit::FieldViolations;
+use steward_kit::{FieldViolations, outbox::contract::conform};
 use steward_proto::{audit as pb, common};
 use uuid::Uuid;
 
 use crate::domain::{
     event::Event,
     is_pii_key,
-    validate::{
-        self, MAX_COMMENT_KEY, MAX_COMMENT_VALUE, MAX_COMMENTS, MAX_ERROR, MAX_ID, MAX_NAME,
-        MAX_USER_AGENT,
-    },
+    validate::{self, MAX_NAME},
 };
 
 /// Truncated to microseconds: what PostgreSQL stores, so hashes recompute.
@@ -29,11 +31,12 @@ pub fn time_from(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
 /// Validates the `i`-th event of a batch; violations name `events[i].field`.
 pub fn event(
     i: usize,
-    e: pb::AuditEvent,
+    mut e: pb::AuditEvent,
     known: &HashSet<(String, String)>,
     now: DateTime<Utc>,
     v: &mut FieldViolations,
 ) -> Option<Event> {
+    conform(&mut e);
     let f = |name: &str| format!("events[{i}].{name}");
     let before = v.clone();
     let event_id = Uuid::parse_str(&e.event_id).ok();
@@ -68,36 +71,9 @@ pub fn event(
     ) {
         v.add(f("result"), "must be SUCCESS, FAILURE or IN_PROGRESS");
     }
-    for (name, value) in [
-        ("actor_user_id", &e.actor_user_id),
-        ("subject_user_id", &e.subject_user_id),
-        ("modified_user_id", &e.modified_user_id),
-        ("impersonator_user_id", &e.impersonator_user_id),
-        ("impersonation_session_id", &e.impersonation_session_id),
-        ("token_id", &e.token_id),
-        ("project", &e.project),
-        ("client_ip", &e.client_ip),
-        ("request_id", &e.request_id),
-        ("trace_id", &e.trace_id),
-        ("source", &e.source),
-    ] {
-        validate::text(v, &f(name), value, MAX_ID);
-    }
-    validate::text(v, &f("user_agent"), &e.user_agent, MAX_USER_AGENT);
-    validate::text(v, &f("error_message"), &e.error_message, MAX_ERROR);
-    if e.comments.len() > MAX_COMMENTS {
-        v.add(f("comments"), format!("at most {MAX_COMMENTS} entries"));
-    }
     let mut comments = BTreeMap::new();
     let mut pii_comments = BTreeMap::new();
     for (key, value) in e.comments {
-        if key.is_empty() || key.len() > MAX_COMMENT_KEY || key.chars().any(char::is_control) {
-            v.add(
-                f("comments"),
-                format!("keys are 1-{MAX_COMMENT_KEY} bytes without control characters"),
-            );
-        }
-        validate::text(v, &f(&format!("comments.{key}")), &value, MAX_COMMENT_VALUE);
         let target = if is_pii_key(&key) {
             &mut pii_comments
         } else {
