@@ -135,3 +135,121 @@ async fn ingest_conforms_content_instead_of_refusing_it() {
         ["events[0].event_id", "events[1].action"]
     );
 }
+
+#[tokio::test]
+async fn the_same_event_id_with_another_time_is_stored_once() {
+    let app = spawn().await;
+    let now = Utc::now();
+    let first = event(
+        "user.signed_in",
+        "dedupe",
+        now - chrono::Duration::minutes(5),
+    );
+    let done = ingest(&app, vec![first.clone()]).await;
+    assert_eq!((done.accepted, done.duplicates), (1, 0));
+    // Redelivered with another time (even another month: another partition).
+    let mut later = first.clone();
+    later.occurred_at = Some(ts(now));
+    let mut older = first.clone();
+    older.occurred_at = Some(ts(now - chrono::Duration::days(40)));
+    let again = ingest(&app, vec![later, older]).await;
+    assert_eq!((again.accepted, again.duplicates), (0, 2));
+    let wide = pb::EventFilter {
+        subject_user_id: "dedupe".into(),
+        start_time: Some(ts(now - chrono::Duration::days(60))),
+        ..Default::default()
+    };
+    assert_eq!(list(&app, wide).await.len(), 1);
+    assert!(verify(&app).await.ok);
+}
+
+#[tokio::test]
+async fn the_catalog_lists_each_action_once_and_refuses_duplicates_as_a_field() {
+    let app = spawn().await;
+    let products = app
+        .audit()
+        .list_action_types(pb::ListActionTypesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .products;
+    let mut count: HashMap<&str, Vec<&str>> = HashMap::new();
+    for p in &products {
+        for a in &p.action_types {
+            count.entry(&a.action).or_default().push(&p.product);
+        }
+    }
+    let twice: Vec<_> = count.iter().filter(|(_, p)| p.len() > 1).collect();
+    assert!(twice.is_empty(), "listed more than once: {twice:?}");
+    assert_eq!(count["user.signed_in"], ["accounts"]);
+    assert_eq!(count["api_token.updated"], ["common"]);
+    // The reference's spelling is still accepted at ingest.
+    let mut common = event("user.signed_in", "reference", Utc::now());
+    common.product = "common".into();
+    assert_eq!(ingest(&app, vec![common]).await.accepted, 1);
+
+    let service = pb::audit_service_client::AuditServiceClient::with_interceptor(
+        app.audit_channel_for_tests(),
+        steward_integration_tests::Bearer::new(Some(
+            app.token("service:jaicp", &[steward_kit::auth::Role::PlatformService]),
+        )),
+    );
+    let action = |name: &str| pb::ActionType {
+        action: name.into(),
+        title: "Bot project created".into(),
+    };
+    let err = service
+        .clone()
+        .register_action_types(pb::RegisterActionTypesRequest {
+            product: "jaicp".into(),
+            title: "JAICP".into(),
+            action_types: vec![
+                action("bot.project.created"),
+                action("bot.project.deleted"),
+                action("bot.project.created"),
+            ],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&err), ["action_types[2].action"]);
+}
+
+#[tokio::test]
+async fn erasure_blanks_free_text_comments_and_the_chain_still_verifies() {
+    let app = spawn().await;
+    let now = Utc::now();
+    let mut e = event("user.signed_in", "talkative", now);
+    for (k, v) in [
+        ("notes", "call me at +1 555 0100, jane@example.com"),
+        ("reason", "ticket 42 from jane@example.com"),
+        ("device", "Jane's laptop"),
+        ("name", "jane-ci"),
+    ] {
+        e.comments.insert(k.into(), v.into());
+    }
+    ingest(&app, vec![e]).await;
+    app.audit()
+        .erase_subject_data(pb::EraseSubjectDataRequest {
+            user_id: "talkative".into(),
+        })
+        .await
+        .unwrap();
+    let stored = list(
+        &app,
+        pb::EventFilter {
+            subject_user_id: "talkative".into(),
+            actions: vec!["user.signed_in".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let got = stored[0].event.as_ref().unwrap();
+    assert!(stored[0].personal_data_erased);
+    for key in ["notes", "reason", "device", "name"] {
+        assert!(!got.comments.contains_key(key), "{key} survived erasure");
+    }
+    assert_eq!(got.comments["method"], "password", "the rest stays");
+    let v = verify(&app).await;
+    assert!(v.ok, "{v:?}");
+}

@@ -71,8 +71,9 @@ pub async fn append(
     batch: &[Event],
 ) -> diesel::QueryResult<Appended> {
     let (mut seq, mut prev) = events::lock_head(conn).await?;
-    let keys: Vec<_> = batch.iter().map(|e| (e.event_id, e.occurred_at)).collect();
-    let stored = events::existing(conn, &keys).await?;
+    // Deduplicated by event id alone (whatever the time it carries).
+    let ids: Vec<_> = batch.iter().map(|e| e.event_id).collect();
+    let claimed = events::claim_ids(conn, &ids).await?;
     let mut people: Vec<String> = batch
         .iter()
         .flat_map(|e| [&e.subject_user_id, &e.actor_user_id, &e.modified_user_id])
@@ -91,7 +92,7 @@ pub async fn append(
     let mut rows = Vec::new();
     let mut appended = Appended::default();
     for event in batch {
-        let new = !stored.contains(&event.event_id) && seen.insert(event.event_id);
+        let new = claimed.contains(&event.event_id) && seen.insert(event.event_id);
         if new {
             seq += 1;
             // A user erased before: the event arrives erased.

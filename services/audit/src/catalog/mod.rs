@@ -30,8 +30,15 @@ impl Registration {
         if self.actions.is_empty() || self.actions.len() > MAX_ACTIONS {
             v.add("action_types", format!("1 to {MAX_ACTIONS} action types"));
         }
+        let mut seen = std::collections::HashSet::new();
         for (i, (action, title)) in self.actions.iter().enumerate() {
             validate::action_name(&mut v, &format!("action_types[{i}].action"), action);
+            if !seen.insert(action) {
+                v.add(
+                    format!("action_types[{i}].action"),
+                    "listed twice in this request",
+                );
+            }
             validate::required(
                 &mut v,
                 &format!("action_types[{i}].title"),

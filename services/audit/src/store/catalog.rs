@@ -14,7 +14,7 @@ pub struct Product {
     pub actions: Vec<(String, String)>,
 }
 
-/// Every (product, action) pair known.
+/// Every (product, action) pair ingest accepts (listed or not).
 pub async fn known(conn: &mut AsyncPgConnection) -> QueryResult<HashSet<(String, String)>> {
     a::action_types
         .select((a::product, a::action))
@@ -30,6 +30,7 @@ pub async fn list(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Product>> {
         .load(conn)
         .await?;
     let actions: Vec<(String, String, String)> = a::action_types
+        .filter(a::listed)
         .select((a::product, a::action, a::title))
         .order((a::product, a::action))
         .load(conn)
@@ -48,8 +49,8 @@ pub async fn list(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Product>> {
         .collect())
 }
 
-/// Adds or retitles a product's actions (never removes: old events keep
-/// their names).
+/// Adds or retitles a product's actions, listed (never removes: old events
+/// keep their names). `actions` holds each action once.
 pub async fn register(
     conn: &mut AsyncPgConnection,
     product: &str,
@@ -77,7 +78,7 @@ pub async fn register(
         .values(rows)
         .on_conflict((a::product, a::action))
         .do_update()
-        .set(a::title.eq(excluded(a::title)))
+        .set((a::title.eq(excluded(a::title)), a::listed.eq(true)))
         .execute(conn)
         .await
         .map(|_| ())

@@ -118,28 +118,22 @@ pub async fn set_head(conn: &mut AsyncPgConnection, seq: i64, hash: &Hash) -> Qu
         .map(|_| ())
 }
 
-/// Which of these (id, time) pairs are stored already.
-pub async fn existing(
-    conn: &mut AsyncPgConnection,
-    keys: &[(Uuid, DateTime<Utc>)],
-) -> QueryResult<HashSet<Uuid>> {
+/// Claims event ids in `event_ids` (ON CONFLICT DO NOTHING); returns the
+/// ids claimed now, i.e. not stored before. Call in the ingest transaction.
+pub async fn claim_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<HashSet<Uuid>> {
     #[derive(QueryableByName)]
     struct Id {
         #[diesel(sql_type = SqlUuid)]
         event_id: Uuid,
     }
-    if keys.is_empty() {
+    if ids.is_empty() {
         return Ok(HashSet::new());
     }
-    let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-    let times: Vec<DateTime<Utc>> = keys.iter().map(|k| k.1).collect();
     let rows: Vec<Id> = diesel::sql_query(
-        "SELECT e.event_id FROM events e
-         JOIN UNNEST($1::uuid[], $2::timestamptz[]) AS k(event_id, occurred_at)
-           ON e.event_id = k.event_id AND e.occurred_at = k.occurred_at",
+        "INSERT INTO event_ids (event_id) SELECT DISTINCT UNNEST($1::uuid[])
+         ON CONFLICT DO NOTHING RETURNING event_id",
     )
     .bind::<Array<SqlUuid>, _>(ids)
-    .bind::<Array<Timestamptz>, _>(times)
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.event_id).collect())

@@ -22,10 +22,18 @@ pub fn name(month: NaiveDate) -> String {
     format!("events_y{:04}m{:02}", month.year(), month.month())
 }
 
-/// Creates the partition of `month` unless it exists.
+/// Serialises partition creation: two concurrent `CREATE TABLE IF NOT
+/// EXISTS` of one partition race in PostgreSQL's catalog and one fails with
+/// "already exists" (housekeeping creating months ahead while an ingest
+/// transaction creates the current one).
+const CREATE_LOCK: i64 = 0x5374_6577_5061_7274;
+
+/// Creates the partition of `month` unless it exists. In a transaction the
+/// lock is held until it ends; alone, for the statement.
 pub async fn ensure(conn: &mut AsyncPgConnection, month: NaiveDate) -> diesel::QueryResult<()> {
     conn.batch_execute(&format!(
-        "CREATE TABLE IF NOT EXISTS {} PARTITION OF events FOR VALUES FROM ('{}') TO ('{}')",
+        "SELECT pg_advisory_xact_lock({CREATE_LOCK});
+         CREATE TABLE IF NOT EXISTS {} PARTITION OF events FOR VALUES FROM ('{}') TO ('{}')",
         name(month),
         month,
         next_month(month)

@@ -90,6 +90,11 @@ pub async fn drop_expired_partitions(
                     return Ok(false);
                 }
                 tombstone_partition(conn, &partition).await?;
+                conn.batch_execute(&format!(
+                    "DELETE FROM event_ids i USING {} p WHERE i.event_id = p.event_id",
+                    partition.name
+                ))
+                .await?;
                 partitions::drop(conn, &partition).await?;
                 Ok(true)
             })
@@ -188,6 +193,12 @@ pub async fn trim_batch(
          WHERE e.seq = ANY($1)
            AND EXISTS (SELECT 1 FROM events n WHERE n.seq = e.seq + 1 AND NOT n.seq = ANY($1))
          ON CONFLICT (seq) DO NOTHING",
+    )
+    .bind::<Array<Int8>, _>(&doomed)
+    .execute(conn)
+    .await?;
+    diesel::sql_query(
+        "DELETE FROM event_ids WHERE event_id IN (SELECT event_id FROM events WHERE seq = ANY($1))",
     )
     .bind::<Array<Int8>, _>(&doomed)
     .execute(conn)

@@ -72,6 +72,7 @@ diesel::table! {
         product -> Text,
         action -> Text,
         title -> Text,
+        listed -> Bool,
     }
 }
 

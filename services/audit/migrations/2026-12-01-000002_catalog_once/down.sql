@@ -1,0 +1,1 @@
+ALTER TABLE action_types DROP COLUMN listed;
