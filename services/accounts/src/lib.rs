@@ -31,9 +31,6 @@ use steward_kit::{
     page::PageTokens,
     server::{self, Security, ServerConfig},
 };
-use steward_proto::accounts::{
-    accounts_service_server::AccountsServiceServer, auth_service_server::AuthServiceServer,
-};
 use tokio::{net::TcpListener, sync::watch};
 
 /// The `source` and `product` of accounts' audit events and notifications.
@@ -167,16 +164,15 @@ impl Application {
             self.deps.config.erasure_interval,
             tasks_stopped,
         ));
-        let api = grpc::AccountsApi::new(commands.clone(), self.deps.page_tokens.clone());
-        let auth = grpc::auth::AuthApi::new(
+        let routes = grpc::routes(
             commands,
-            self.deps.signer.clone(),
+            identity::Issuer {
+                signer: self.deps.signer.clone(),
+                config: self.deps.config.identity.clone(),
+            },
             self.deps.retired_keys.clone(),
-            self.deps.config.identity.clone(),
             self.deps.page_tokens.clone(),
         );
-        let routes = tonic::service::Routes::new(AccountsServiceServer::new(api))
-            .add_service(AuthServiceServer::new(auth));
         let mut stop = shutdown.clone();
         let served = server::serve(
             server::Serve {

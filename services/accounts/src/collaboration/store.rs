@@ -8,7 +8,16 @@ use uuid::Uuid;
 use crate::domain::{Collaboration, CollaborationStatus};
 use crate::schema::collaborations::dsl as c;
 
-type Row = (Uuid, Uuid, Uuid, String, DateTime<Utc>, DateTime<Utc>);
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = crate::schema::collaborations, check_for_backend(diesel::pg::Pg))]
+struct Row {
+    id: Uuid,
+    owner_id: Uuid,
+    collaborator_id: Uuid,
+    status: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -22,7 +31,10 @@ pub enum Direction {
 /// `users` twice under aliases.
 async fn hydrate(conn: &mut AsyncPgConnection, rows: Vec<Row>) -> QueryResult<Vec<Collaboration>> {
     use crate::schema::users::dsl as u;
-    let mut ids: Vec<Uuid> = rows.iter().flat_map(|r| [r.1, r.2]).collect();
+    let mut ids: Vec<Uuid> = rows
+        .iter()
+        .flat_map(|r| [r.owner_id, r.collaborator_id])
+        .collect();
     ids.sort();
     ids.dedup();
     let emails: std::collections::HashMap<Uuid, String> = u::users
@@ -34,36 +46,18 @@ async fn hydrate(conn: &mut AsyncPgConnection, rows: Vec<Row>) -> QueryResult<Ve
         .collect();
     Ok(rows
         .into_iter()
-        .map(
-            |(id, owner_id, collaborator_id, status, created_at, updated_at)| Collaboration {
-                id,
-                owner_id,
-                owner_email: emails.get(&owner_id).cloned().unwrap_or_default(),
-                collaborator_id,
-                collaborator_email: emails.get(&collaborator_id).cloned().unwrap_or_default(),
-                status: CollaborationStatus::parse(&status).unwrap_or(CollaborationStatus::Revoked),
-                created_at,
-                updated_at,
-            },
-        )
+        .map(|r| Collaboration {
+            id: r.id,
+            owner_id: r.owner_id,
+            owner_email: emails.get(&r.owner_id).cloned().unwrap_or_default(),
+            collaborator_id: r.collaborator_id,
+            collaborator_email: emails.get(&r.collaborator_id).cloned().unwrap_or_default(),
+            status: CollaborationStatus::parse(&r.status).unwrap_or(CollaborationStatus::Revoked),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
         .collect())
 }
-
-const COLUMNS: (
-    c::id,
-    c::owner_id,
-    c::collaborator_id,
-    c::status,
-    c::created_at,
-    c::updated_at,
-) = (
-    c::id,
-    c::owner_id,
-    c::collaborator_id,
-    c::status,
-    c::created_at,
-    c::updated_at,
-);
 
 pub async fn insert(
     conn: &mut AsyncPgConnection,
@@ -77,7 +71,7 @@ pub async fn insert(
             c::collaborator_id.eq(collaborator_id),
             c::status.eq(CollaborationStatus::Pending.as_str()),
         ))
-        .returning(COLUMNS)
+        .returning(Row::as_returning())
         .get_result(conn)
         .await?;
     Ok(hydrate(conn, vec![row]).await?.remove(0))
@@ -86,7 +80,7 @@ pub async fn insert(
 pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Collaboration>> {
     let row: Option<Row> = c::collaborations
         .find(id)
-        .select(COLUMNS)
+        .select(Row::as_select())
         .for_update()
         .first(conn)
         .await
@@ -107,7 +101,7 @@ pub async fn set_status(
             c::status.eq(status.as_str()),
             c::updated_at.eq(diesel::dsl::now),
         ))
-        .returning(COLUMNS)
+        .returning(Row::as_returning())
         .get_result(conn)
         .await?;
     Ok(hydrate(conn, vec![row]).await?.remove(0))
@@ -121,7 +115,7 @@ pub async fn list(
     limit: i64,
 ) -> QueryResult<Vec<Collaboration>> {
     let mut query = c::collaborations
-        .select(COLUMNS)
+        .select(Row::as_select())
         .order(c::id)
         .limit(limit)
         .into_boxed();

@@ -5,7 +5,7 @@
 
 use steward_kit::{
     Commands, Error, RequestContext,
-    auth::{Caller, KeySet, TokenSigner, token::jwk_x},
+    auth::{Caller, KeySet, token::jwk_x},
     page::PageTokens,
 };
 use steward_proto::accounts as pb;
@@ -13,9 +13,8 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
-    audit,
+    change,
     convert::{self, auth as req},
-    respond,
 };
 use crate::{
     IdentityConfig,
@@ -37,18 +36,12 @@ pub struct AuthApi {
 }
 
 impl AuthApi {
-    pub fn new(
-        commands: Commands,
-        signer: TokenSigner,
-        retired: KeySet,
-        config: IdentityConfig,
-        pages: PageTokens,
-    ) -> Self {
+    pub fn new(commands: Commands, issuer: Issuer, retired: KeySet, pages: PageTokens) -> Self {
         let mut published = retired;
-        published.add(signer.verifying_key());
+        published.add(issuer.signer.verifying_key());
         Self {
             commands,
-            issuer: Issuer { signer, config },
+            issuer,
             published,
             pages,
         }
@@ -120,87 +113,73 @@ impl pb::auth_service_server::AuthService for AuthApi {
         &self,
         request: Request<pb::UnblockUserRequest>,
     ) -> Result<Response<pb::UnblockUserResponse>, Status> {
-        let (_, record) = audit(&request, "user.account.unblocked")?;
-        let raw = &request.get_ref().user_id;
-        let record = record.subject(raw);
-        let input = convert::id("user_id", raw);
-        respond(
-            self.commands
-                .run(record, None, input, async |tx, id| {
-                    identity::unblock(tx, id).await?;
-                    Ok(pb::UnblockUserResponse {})
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "user.account.unblocked")?.on(|r| &r.user_id);
+        let input = convert::id("user_id", &c.request.user_id);
+        c.run(input, async |tx, id| {
+            identity::unblock(tx, id).await?;
+            Ok(pb::UnblockUserResponse {})
+        })
+        .await
     }
 
     async fn enroll_totp(
         &self,
         request: Request<pb::EnrollTotpRequest>,
     ) -> Result<Response<pb::EnrollTotpResponse>, Status> {
-        let (caller, record) = audit(&request, "user.two_factor.enrollment_started")?;
-        let raw = &request.get_ref().user_id;
-        let record = record.subject(raw);
-        let input = req::own_user(&caller, raw);
-        respond(
-            self.commands
-                .run(record, None, input, async |tx, id| {
-                    let e = two_factor::enroll(tx, id, &self.config().totp_issuer).await?;
-                    Ok(pb::EnrollTotpResponse {
-                        secret: e.secret,
-                        otpauth_uri: e.otpauth_uri,
-                    })
-                })
-                .await,
-        )
+        let c = change(
+            &self.commands,
+            request,
+            "user.two_factor.enrollment_started",
+        )?
+        .on(|r| &r.user_id);
+        let input = req::own_user(&c.caller, &c.request.user_id);
+        let issuer = &self.config().totp_issuer;
+        c.run(input, async |tx, id| {
+            let e = two_factor::enroll(tx, id, issuer).await?;
+            Ok(pb::EnrollTotpResponse {
+                secret: e.secret,
+                otpauth_uri: e.otpauth_uri,
+            })
+        })
+        .await
     }
 
     async fn confirm_totp(
         &self,
         request: Request<pb::ConfirmTotpRequest>,
     ) -> Result<Response<pb::ConfirmTotpResponse>, Status> {
-        let (caller, record) = audit(&request, "user.two_factor.enabled")?;
-        let r = request.into_inner();
-        let record = record.subject(&r.user_id);
-        let input = req::own_user(&caller, &r.user_id);
-        respond(
-            self.commands
-                .run(record, None, input, async |tx, id| {
-                    two_factor::confirm(tx, id, &r.code).await?;
-                    Ok(pb::ConfirmTotpResponse {})
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "user.two_factor.enabled")?.on(|r| &r.user_id);
+        let input =
+            req::own_user(&c.caller, &c.request.user_id).map(|id| (id, c.request.code.clone()));
+        c.run(input, async |tx, (id, code)| {
+            two_factor::confirm(tx, id, &code).await?;
+            Ok(pb::ConfirmTotpResponse {})
+        })
+        .await
     }
 
     async fn disable_two_factor(
         &self,
         request: Request<pb::DisableTwoFactorRequest>,
     ) -> Result<Response<pb::DisableTwoFactorResponse>, Status> {
-        let (_, record) = audit(&request, "user.two_factor.disabled")?;
-        let raw = &request.get_ref().user_id;
-        let record = record.subject(raw);
-        let input = convert::id("user_id", raw);
-        respond(
-            self.commands
-                .run(record, None, input, async |tx, id| {
-                    two_factor::disable(tx, id).await?;
-                    Ok(pb::DisableTwoFactorResponse {})
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "user.two_factor.disabled")?.on(|r| &r.user_id);
+        let input = convert::id("user_id", &c.request.user_id);
+        c.run(input, async |tx, id| {
+            two_factor::disable(tx, id)
+                .await
+                .map(|()| pb::DisableTwoFactorResponse {})
+        })
+        .await
     }
 
     async fn change_password(
         &self,
         request: Request<pb::ChangePasswordRequest>,
     ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
-        let (caller, record) = audit(&request, "user.password.changed")?;
-        let r = request.into_inner();
-        let record = record.subject(&r.user_id);
+        let c = change(&self.commands, request, "user.password.changed")?.on(|r| &r.user_id);
         // The current password is checked (and the new one hashed) before
         // the transaction; a mismatch is audited like any refusal.
-        let input = match req::password_change(&caller, &r) {
+        let input = match req::password_change(&c.caller, &c.request) {
             Ok(change) => {
                 self.commands
                     .read(async |conn| passwords::verify_change(conn, change).await)
@@ -208,35 +187,27 @@ impl pb::auth_service_server::AuthService for AuthApi {
             }
             Err(e) => Err(e),
         };
-        respond(
-            self.commands
-                .run(record, None, input, async |tx, change| {
-                    passwords::change_password(tx, change).await?;
-                    Ok(pb::ChangePasswordResponse {})
-                })
-                .await,
-        )
+        c.run(input, async |tx, change| {
+            passwords::change_password(tx, change).await?;
+            Ok(pb::ChangePasswordResponse {})
+        })
+        .await
     }
 
     async fn create_api_token(
         &self,
         request: Request<pb::CreateApiTokenRequest>,
     ) -> Result<Response<pb::CreateApiTokenResponse>, Status> {
-        let (caller, record) = audit(&request, "api_token.created")?;
-        let r = request.into_inner();
-        let record = record.subject(&r.user_id);
-        let input = req::new_api_token(&caller, self.config(), &r);
-        respond(
-            self.commands
-                .run(record, None, input, async |tx, input| {
-                    let issued = api_tokens::create(tx, input).await?;
-                    Ok(pb::CreateApiTokenResponse {
-                        token: Some(req::api_token(&issued.token)),
-                        secret: issued.secret,
-                    })
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "api_token.created")?.on(|r| &r.user_id);
+        let input = req::new_api_token(&c.caller, self.config(), &c.request);
+        c.run(input, async |tx, input| {
+            let issued = api_tokens::create(tx, input).await?;
+            Ok(pb::CreateApiTokenResponse {
+                token: Some(req::api_token(&issued.token)),
+                secret: issued.secret,
+            })
+        })
+        .await
     }
 
     async fn list_api_tokens(
@@ -263,39 +234,33 @@ impl pb::auth_service_server::AuthService for AuthApi {
         &self,
         request: Request<pb::RefreshApiTokenRequest>,
     ) -> Result<Response<pb::RefreshApiTokenResponse>, Status> {
-        let (caller, record) = audit(&request, "api_token.refreshed")?;
-        let raw = &request.get_ref().token_id;
-        let record = record.token_id(raw);
-        let input = convert::id("token_id", raw);
-        respond(
-            self.commands
-                .run(record, None, input, async |tx, id| {
-                    let issued = api_tokens::refresh(tx, &caller, id).await?;
-                    Ok(pb::RefreshApiTokenResponse {
-                        token: Some(req::api_token(&issued.token)),
-                        secret: issued.secret,
-                    })
-                })
-                .await,
-        )
+        let mut c = change(&self.commands, request, "api_token.refreshed")?;
+        c.record = c.record.token_id(&c.request.token_id);
+        let input = convert::id("token_id", &c.request.token_id);
+        let caller = c.caller.clone();
+        c.run(input, async |tx, id| {
+            let issued = api_tokens::refresh(tx, &caller, id).await?;
+            Ok(pb::RefreshApiTokenResponse {
+                secret: issued.secret,
+                token: Some(req::api_token(&issued.token)),
+            })
+        })
+        .await
     }
 
     async fn delete_api_token(
         &self,
         request: Request<pb::DeleteApiTokenRequest>,
     ) -> Result<Response<pb::DeleteApiTokenResponse>, Status> {
-        let (caller, record) = audit(&request, "api_token.deleted")?;
-        let raw = &request.get_ref().token_id;
-        let record = record.token_id(raw);
-        let input = convert::id("token_id", raw);
-        respond(
-            self.commands
-                .run(record, None, input, async |tx, id| {
-                    api_tokens::delete(tx, &caller, id).await?;
-                    Ok(pb::DeleteApiTokenResponse {})
-                })
-                .await,
-        )
+        let mut c = change(&self.commands, request, "api_token.deleted")?;
+        c.record = c.record.token_id(&c.request.token_id);
+        let input = convert::id("token_id", &c.request.token_id);
+        let caller = c.caller.clone();
+        c.run(input, async |tx, id| {
+            api_tokens::delete(tx, &caller, id).await?;
+            Ok(pb::DeleteApiTokenResponse {})
+        })
+        .await
     }
 
     async fn exchange_api_token(
@@ -338,41 +303,35 @@ impl pb::auth_service_server::AuthService for AuthApi {
         &self,
         request: Request<pb::StartImpersonationRequest>,
     ) -> Result<Response<pb::StartImpersonationResponse>, Status> {
-        let (caller, record) = audit(&request, "impersonation.started")?;
-        let r = request.into_inner();
-        let record = record.subject(&r.user_id);
-        let input = req::start_impersonation(self.config(), &r);
-        respond(
-            self.commands
-                .run(record, None, input, async |tx, input| {
-                    let started = impersonation::start(tx, &self.issuer, &caller, input).await?;
-                    Ok(pb::StartImpersonationResponse {
-                        session: Some(req::session(&started.session)),
-                        tokens: Some(req::access_only(started.access)),
-                    })
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "impersonation.started")?.on(|r| &r.user_id);
+        let input = req::start_impersonation(self.config(), &c.request);
+        let caller = c.caller.clone();
+        c.run(input, async |tx, input| {
+            let started = impersonation::start(tx, &self.issuer, &caller, input).await?;
+            Ok(pb::StartImpersonationResponse {
+                session: Some(req::session(&started.session)),
+                tokens: Some(req::access_only(started.access)),
+            })
+        })
+        .await
     }
 
     async fn stop_impersonation(
         &self,
         request: Request<pb::StopImpersonationRequest>,
     ) -> Result<Response<pb::StopImpersonationResponse>, Status> {
-        let (caller, record) = audit(&request, "impersonation.stopped")?;
-        let raw = &request.get_ref().session_id;
+        let c = change(&self.commands, request, "impersonation.stopped")?;
+        let raw = &c.request.session_id;
         let input = convert::id("session_id", raw)
-            .and_then(|id| impersonation::ensure_may_stop(&caller, raw).map(|()| id));
-        respond(
-            self.commands
-                .run(record, None, input, async |tx, id| {
-                    let ended = impersonation::stop(tx, &caller, id).await?;
-                    Ok(pb::StopImpersonationResponse {
-                        session: Some(req::session(&ended)),
-                    })
-                })
-                .await,
-        )
+            .and_then(|id| impersonation::ensure_may_stop(&c.caller, raw).map(|()| id));
+        let caller = c.caller.clone();
+        c.run(input, async |tx, id| {
+            let ended = impersonation::stop(tx, &caller, id).await?;
+            Ok(pb::StopImpersonationResponse {
+                session: Some(req::session(&ended)),
+            })
+        })
+        .await
     }
 
     async fn list_impersonation_sessions(

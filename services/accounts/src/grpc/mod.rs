@@ -7,17 +7,37 @@
 pub mod auth;
 pub mod convert;
 
-use steward_kit::{Commands, Error, Key, auth::Caller, outbox::AuditRecord, page::PageTokens};
-use steward_proto::accounts as pb;
+use steward_kit::auth::KeySet;
+use steward_kit::{Commands, Error, Key, Tx, auth::Caller, outbox::AuditRecord, page::PageTokens};
+use steward_proto::accounts::{
+    self as pb, accounts_service_server::AccountsServiceServer,
+    auth_service_server::AuthServiceServer,
+};
 use tonic::{Request, Response, Status};
 
 use crate::{
     SOURCE, collaboration,
     erasure::commands as erasure,
-    groups, settings,
+    groups,
+    identity::Issuer,
+    settings,
     users::{self, batch},
 };
 use convert::accounts as req;
+
+/// Both services of accounts, ready to serve.
+pub fn routes(
+    commands: Commands,
+    issuer: Issuer,
+    retired_keys: KeySet,
+    tokens: PageTokens,
+) -> tonic::service::Routes {
+    let auth = auth::AuthApi::new(commands.clone(), issuer, retired_keys, tokens.clone());
+    tonic::service::Routes::new(AccountsServiceServer::new(AccountsApi::new(
+        commands, tokens,
+    )))
+    .add_service(AuthServiceServer::new(auth))
+}
 
 #[derive(Clone)]
 pub struct AccountsApi {
@@ -31,13 +51,58 @@ impl AccountsApi {
     }
 }
 
-/// The caller and the audit record of a change request.
-fn audit<T>(request: &Request<T>, action: &str) -> Result<(Caller, AuditRecord), Status> {
-    AuditRecord::for_request(SOURCE, action, request)
+/// A change request on its way to the command runner: its caller, its
+/// audit record and, for RPCs that replay retries, its idempotency key.
+pub(crate) struct Change<'a, R> {
+    commands: &'a Commands,
+    caller: Caller,
+    record: AuditRecord,
+    key: Option<Key>,
+    request: R,
 }
 
-fn respond<T>(result: Result<T, Error>) -> Result<Response<T>, Status> {
-    result.map(Response::new).map_err(Status::from)
+/// The change `request` asks for, audited as `action`.
+fn change<'a, R>(
+    commands: &'a Commands,
+    request: Request<R>,
+    action: &str,
+) -> Result<Change<'a, R>, Status> {
+    let (caller, record) = AuditRecord::for_request(SOURCE, action, &request)?;
+    Ok(Change {
+        commands,
+        caller,
+        record,
+        key: None,
+        request: request.into_inner(),
+    })
+}
+
+impl<R: prost::Message> Change<'_, R> {
+    /// Audited on the log of the user the request names.
+    fn on(mut self, subject: impl FnOnce(&R) -> &str) -> Self {
+        self.record = self.record.subject(subject(&self.request));
+        self
+    }
+
+    /// A retry with the same request id gets the first response.
+    fn idempotent(mut self, method: &str, request_id: impl FnOnce(&R) -> &str) -> Self {
+        let id = request_id(&self.request);
+        self.key = Key::of(method, &self.caller, id, &self.request);
+        self
+    }
+
+    /// Runs `body` with the decoded `input` in the command runner.
+    async fn run<I, T>(
+        self,
+        input: Result<I, Error>,
+        body: impl AsyncFnOnce(&mut Tx<'_>, I) -> Result<T, Error>,
+    ) -> Result<Response<T>, Status>
+    where
+        T: prost::Message + Default,
+    {
+        let result = self.commands.run(self.record, self.key, input, body).await;
+        result.map(Response::new).map_err(Status::from)
+    }
 }
 
 fn user(u: &crate::domain::User) -> Option<pb::User> {
@@ -54,25 +119,21 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
-        let (caller, record) = audit(&request, "user.created")?;
-        let r = request.into_inner();
+        let mut c = change(&self.commands, request, "user.created")?;
         // The password is no part of the fingerprint (it is not stored).
         let unsecret = pb::CreateUserRequest {
             password: String::new(),
-            ..r.clone()
+            ..c.request.clone()
         };
-        let key = Key::of("CreateUser", &caller, &r.request_id, &unsecret);
-        let input = users::commands::hash_password(req::new_user(&caller, &r)).await;
-        respond(
-            self.commands
-                .run(record, key, input, async |tx, input| {
-                    let created = users::commands::create_user(tx, input).await?;
-                    Ok(pb::CreateUserResponse {
-                        user: user(&created),
-                    })
-                })
-                .await,
-        )
+        c.key = Key::of("CreateUser", &c.caller, &c.request.request_id, &unsecret);
+        let input = users::commands::hash_password(req::new_user(&c.caller, &c.request)).await;
+        c.run(input, async |tx, input| {
+            let created = users::commands::create_user(tx, input).await?;
+            Ok(pb::CreateUserResponse {
+                user: user(&created),
+            })
+        })
+        .await
     }
 
     async fn get_user(
@@ -92,21 +153,16 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         &self,
         request: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::UpdateUserResponse>, Status> {
-        let (caller, record) = audit(&request, "user.profile.updated")?;
-        let r = request.into_inner();
-        let target = r.user.as_ref().map(|u| u.id.as_str()).unwrap_or_default();
-        let record = record.subject(target);
-        let input = req::profile_update(&caller, &r);
-        respond(
-            self.commands
-                .run(record, None, input, async |tx, input| {
-                    let updated = users::commands::update_profile(tx, input).await?;
-                    Ok(pb::UpdateUserResponse {
-                        user: user(&updated),
-                    })
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "user.profile.updated")?
+            .on(|r| r.user.as_ref().map(|u| u.id.as_str()).unwrap_or_default());
+        let input = req::profile_update(&c.caller, &c.request);
+        c.run(input, async |tx, input| {
+            let updated = users::commands::update_profile(tx, input).await?;
+            Ok(pb::UpdateUserResponse {
+                user: user(&updated),
+            })
+        })
+        .await
     }
 
     async fn list_users(
@@ -132,118 +188,83 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         &self,
         request: Request<pb::BatchChangeStatusRequest>,
     ) -> Result<Response<pb::BatchChangeStatusResponse>, Status> {
-        let (caller, record) = audit(&request, "user.status.changed")?;
-        let r = request.into_inner();
-        let key = Key::of("BatchChangeStatus", &caller, &r.request_id, &r);
-        let input = req::status_change(&r);
-        respond(
-            self.commands
-                .run(record, key, input, async |tx, input| {
-                    let outcomes = batch::change_status(tx, input).await?;
-                    Ok(pb::BatchChangeStatusResponse {
-                        results: results(outcomes),
-                    })
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "user.status.changed")?
+            .idempotent("BatchChangeStatus", |r| &r.request_id);
+        let input = req::status_change(&c.request);
+        c.run(input, async |tx, input| {
+            let results = results(batch::change_status(tx, input).await?);
+            Ok(pb::BatchChangeStatusResponse { results })
+        })
+        .await
     }
 
     async fn batch_change_group(
         &self,
         request: Request<pb::BatchChangeGroupRequest>,
     ) -> Result<Response<pb::BatchChangeGroupResponse>, Status> {
-        let (caller, record) = audit(&request, "user.group.changed")?;
-        let r = request.into_inner();
-        let key = Key::of("BatchChangeGroup", &caller, &r.request_id, &r);
-        let input = req::group_change(&r);
-        respond(
-            self.commands
-                .run(record, key, input, async |tx, input| {
-                    let outcomes = batch::change_group(tx, input).await?;
-                    Ok(pb::BatchChangeGroupResponse {
-                        results: results(outcomes),
-                    })
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "user.group.changed")?
+            .idempotent("BatchChangeGroup", |r| &r.request_id);
+        let input = req::group_change(&c.request);
+        c.run(input, async |tx, input| {
+            let results = results(batch::change_group(tx, input).await?);
+            Ok(pb::BatchChangeGroupResponse { results })
+        })
+        .await
     }
 
     async fn change_email(
         &self,
         request: Request<pb::ChangeEmailRequest>,
     ) -> Result<Response<pb::ChangeEmailResponse>, Status> {
-        let (caller, record) = audit(&request, "user.email.changed")?;
-        let r = request.into_inner();
-        let record = record.subject(&r.user_id);
-        let key = Key::of("ChangeEmail", &caller, &r.request_id, &r);
-        let input = req::email_change(&r);
-        respond(
-            self.commands
-                .run(record, key, input, async |tx, input| {
-                    let updated = users::commands::change_email(tx, input).await?;
-                    Ok(pb::ChangeEmailResponse {
-                        user: user(&updated),
-                    })
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "user.email.changed")?
+            .on(|r| &r.user_id)
+            .idempotent("ChangeEmail", |r| &r.request_id);
+        let input = req::email_change(&c.request);
+        c.run(input, async |tx, input| {
+            let user = user(&users::commands::change_email(tx, input).await?);
+            Ok(pb::ChangeEmailResponse { user })
+        })
+        .await
     }
 
     async fn set_roles(
         &self,
         request: Request<pb::SetRolesRequest>,
     ) -> Result<Response<pb::SetRolesResponse>, Status> {
-        let (_, record) = audit(&request, "user.roles.updated")?;
-        let r = request.into_inner();
-        let record = record.subject(&r.user_id);
-        respond(
-            self.commands
-                .run(record, None, req::roles_change(&r), async |tx, input| {
-                    let updated = users::commands::set_roles(tx, input).await?;
-                    Ok(pb::SetRolesResponse {
-                        user: user(&updated),
-                    })
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "user.roles.updated")?.on(|r| &r.user_id);
+        let input = req::roles_change(&c.request);
+        c.run(input, async |tx, input| {
+            let user = user(&users::commands::set_roles(tx, input).await?);
+            Ok(pb::SetRolesResponse { user })
+        })
+        .await
     }
 
     async fn set_notes(
         &self,
         request: Request<pb::SetNotesRequest>,
     ) -> Result<Response<pb::SetNotesResponse>, Status> {
-        let (_, record) = audit(&request, "user.notes.updated")?;
-        let r = request.into_inner();
-        let record = record.subject(&r.user_id);
-        respond(
-            self.commands
-                .run(record, None, req::notes_change(&r), async |tx, input| {
-                    let updated = users::commands::set_notes(tx, input).await?;
-                    Ok(pb::SetNotesResponse {
-                        user: user(&updated),
-                    })
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "user.notes.updated")?.on(|r| &r.user_id);
+        let input = req::notes_change(&c.request);
+        c.run(input, async |tx, input| {
+            let user = user(&users::commands::set_notes(tx, input).await?);
+            Ok(pb::SetNotesResponse { user })
+        })
+        .await
     }
 
     async fn batch_delete_personal_data(
         &self,
         request: Request<pb::BatchDeletePersonalDataRequest>,
     ) -> Result<Response<pb::BatchDeletePersonalDataResponse>, Status> {
-        let (caller, record) = audit(&request, "user.personal_data.deleted")?;
-        let r = request.into_inner();
-        let key = Key::of("BatchDeletePersonalData", &caller, &r.request_id, &r);
-        respond(
-            self.commands
-                .run(record, key, req::erasure(&r), async |tx, ids| {
-                    let outcomes = erasure::erase_users(tx, ids).await?;
-                    Ok(pb::BatchDeletePersonalDataResponse {
-                        results: results(outcomes),
-                    })
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "user.personal_data.deleted")?
+            .idempotent("BatchDeletePersonalData", |r| &r.request_id);
+        let input = req::erasure(&c.request);
+        c.run(input, async |tx, ids| {
+            let results = results(erasure::erase_users(tx, ids).await?);
+            Ok(pb::BatchDeletePersonalDataResponse { results })
+        })
+        .await
     }
 
     async fn get_settings(
@@ -263,18 +284,15 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         &self,
         request: Request<pb::UpdateSettingsRequest>,
     ) -> Result<Response<pb::UpdateSettingsResponse>, Status> {
-        let (_, record) = audit(&request, "settings.updated")?;
-        let input = req::settings_patch(request.get_ref());
-        respond(
-            self.commands
-                .run(record, None, input, async |tx, patch| {
-                    let next = settings::commands::update_settings(tx, patch).await?;
-                    Ok(pb::UpdateSettingsResponse {
-                        settings: Some(convert::settings(&next)),
-                    })
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "settings.updated")?;
+        let input = req::settings_patch(&c.request);
+        c.run(input, async |tx, patch| {
+            let next = settings::commands::update_settings(tx, patch).await?;
+            Ok(pb::UpdateSettingsResponse {
+                settings: Some(convert::settings(&next)),
+            })
+        })
+        .await
     }
 
     async fn list_groups(
@@ -298,78 +316,60 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
         &self,
         request: Request<pb::CreateGroupRequest>,
     ) -> Result<Response<pb::CreateGroupResponse>, Status> {
-        let (_, record) = audit(&request, "group.created")?;
-        let input = req::new_group(request.get_ref());
-        respond(
-            self.commands
-                .run(record, None, input, async |tx, input| {
-                    let group = groups::commands::create_group(tx, input).await?;
-                    Ok(pb::CreateGroupResponse {
-                        group: Some(convert::group(&group)),
-                    })
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "group.created")?;
+        let input = req::new_group(&c.request);
+        c.run(input, async |tx, input| {
+            let group = groups::commands::create_group(tx, input).await?;
+            Ok(pb::CreateGroupResponse {
+                group: Some(convert::group(&group)),
+            })
+        })
+        .await
     }
 
     async fn create_collaboration(
         &self,
         request: Request<pb::CreateCollaborationRequest>,
     ) -> Result<Response<pb::CreateCollaborationResponse>, Status> {
-        let (caller, record) = audit(&request, "collaboration.created")?;
-        let r = request.into_inner();
-        let record = record.subject(&r.owner_user_id);
-        respond(
-            self.commands
-                .run(
-                    record,
-                    None,
-                    req::invitation(&caller, &r),
-                    async |tx, input| {
-                        let created = collaboration::commands::create(tx, input).await?;
-                        Ok(pb::CreateCollaborationResponse {
-                            collaboration: Some(convert::collaboration(&created)),
-                        })
-                    },
-                )
-                .await,
-        )
+        let c = change(&self.commands, request, "collaboration.created")?.on(|r| &r.owner_user_id);
+        let input = req::invitation(&c.caller, &c.request);
+        c.run(input, async |tx, input| {
+            let created = collaboration::commands::create(tx, input).await?;
+            Ok(pb::CreateCollaborationResponse {
+                collaboration: Some(convert::collaboration(&created)),
+            })
+        })
+        .await
     }
 
     async fn accept_collaboration(
         &self,
         request: Request<pb::AcceptCollaborationRequest>,
     ) -> Result<Response<pb::AcceptCollaborationResponse>, Status> {
-        let (caller, record) = audit(&request, "collaboration.accepted")?;
-        let input = req::collaboration_move(&caller, &request.get_ref().collaboration_id, true);
-        respond(
-            self.commands
-                .run(record, None, input, async |tx, input| {
-                    let moved = collaboration::commands::transition(tx, input).await?;
-                    Ok(pb::AcceptCollaborationResponse {
-                        collaboration: Some(convert::collaboration(&moved)),
-                    })
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "collaboration.accepted")?;
+        let input = req::collaboration_move(&c.caller, &c.request.collaboration_id, true);
+        c.run(input, async |tx, input| {
+            let collaboration = Some(convert::collaboration(
+                &collaboration::commands::transition(tx, input).await?,
+            ));
+            Ok(pb::AcceptCollaborationResponse { collaboration })
+        })
+        .await
     }
 
     async fn revoke_collaboration(
         &self,
         request: Request<pb::RevokeCollaborationRequest>,
     ) -> Result<Response<pb::RevokeCollaborationResponse>, Status> {
-        let (caller, record) = audit(&request, "collaboration.revoked")?;
-        let input = req::collaboration_move(&caller, &request.get_ref().collaboration_id, false);
-        respond(
-            self.commands
-                .run(record, None, input, async |tx, input| {
-                    let moved = collaboration::commands::transition(tx, input).await?;
-                    Ok(pb::RevokeCollaborationResponse {
-                        collaboration: Some(convert::collaboration(&moved)),
-                    })
-                })
-                .await,
-        )
+        let c = change(&self.commands, request, "collaboration.revoked")?;
+        let input = req::collaboration_move(&c.caller, &c.request.collaboration_id, false);
+        c.run(input, async |tx, input| {
+            let collaboration = Some(convert::collaboration(
+                &collaboration::commands::transition(tx, input).await?,
+            ));
+            Ok(pb::RevokeCollaborationResponse { collaboration })
+        })
+        .await
     }
 
     async fn list_collaborations(

@@ -29,6 +29,20 @@ use crate::{
 /// The outcome of a transaction that commits even when it refuses.
 type Verdict<T> = Result<T, Error>;
 
+/// Commits `record` as FAILURE with the refusal, which the caller gets.
+async fn refuse<T>(
+    conn: &mut AsyncPgConnection,
+    record: &AuditRecord,
+    refusal: Error,
+) -> Result<Verdict<T>, Error> {
+    record
+        .clone()
+        .failed(refusal.to_string())
+        .write(conn)
+        .await?;
+    Ok(Err(refusal))
+}
+
 fn record(
     action: &str,
     user_id: &str,
@@ -93,12 +107,7 @@ pub async fn sign_in(
             let attempts = credentials.attempts();
             if attempts.is_locked(now) {
                 let refusal = error::account_locked(attempts.locked_until.unwrap_or(now));
-                record
-                    .clone()
-                    .failed(refusal.to_string())
-                    .write(conn)
-                    .await?;
-                return Ok(Err(refusal));
+                return refuse(conn, &record, refusal).await;
             }
             let second_factor = if !password_ok || !user.two_factor_enabled {
                 None
@@ -142,12 +151,7 @@ pub async fn sign_in(
                 return Ok(Err(error::invalid_credentials(what)));
             }
             if let Err(refusal) = error::ensure_may_sign_in(&user) {
-                record
-                    .clone()
-                    .failed(refusal.to_string())
-                    .write(conn)
-                    .await?;
-                return Ok(Err(refusal));
+                return refuse(conn, &record, refusal).await;
             }
             let mut changes = CredentialChanges::attempts(Default::default());
             if let Some(Some(step)) = second_factor {
@@ -210,8 +214,7 @@ pub async fn refresh(
             let user = load_user(conn, token.user_id).await?;
             if let Err(refusal) = error::ensure_may_sign_in(&user) {
                 store::revoke_family(conn, token.family_id).await?;
-                record.failed(refusal.to_string()).write(conn).await?;
-                return Ok(Err(refusal));
+                return refuse(conn, &record, refusal).await;
             }
             store::mark_rotated(conn, token.id).await?;
             let (family, device) = (Some(token.family_id), token.device.as_str());

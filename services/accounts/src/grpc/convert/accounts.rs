@@ -9,7 +9,7 @@ use steward_kit::{
 use steward_proto::accounts as pb;
 use uuid::Uuid;
 
-use super::{Query, action_from, direction_from, erasure_mode_from, order_from, page, roles_from};
+use super::{Query, action_from, direction_from, erasure_mode_from, order_from, query, roles_from};
 use crate::{
     collaboration::{
         commands::{Invitation, Move, Transition},
@@ -161,7 +161,7 @@ pub fn list_users(
             None
         }
     };
-    let query = r.query.trim();
+    let text = r.query.trim();
     let mut filter = Filter {
         group: non_empty(&r.group),
         status,
@@ -169,22 +169,16 @@ pub fn list_users(
     };
     // Only the hyphenated form is an id: 32 hex digits may be an (erased)
     // email digest.
-    match Uuid::try_parse(query).ok().filter(|_| query.len() == 36) {
+    match Uuid::try_parse(text).ok().filter(|_| text.len() == 36) {
         Some(id) => filter.id = Some(id),
-        None if !query.is_empty() => filter.email_contains = Some(query.to_lowercase()),
+        None if !text.is_empty() => filter.email_contains = Some(text.to_lowercase()),
         None => {}
     }
     let fingerprint = format!(
         "users|{:?}|{:?}|{:?}|{:?}|{:?}",
         filter.group, filter.status, filter.id, filter.email_contains, order
     );
-    let page = page(tokens, &fingerprint, r.page.as_ref(), &mut v);
-    v.check()?;
-    Ok(Query {
-        filter: (filter, order),
-        fingerprint,
-        page: page.expect("checked above"),
-    })
+    query(tokens, (filter, order), fingerprint, r.page.as_ref(), v)
 }
 
 pub fn status_change(r: &pb::BatchChangeStatusRequest) -> Result<StatusChange, Error> {
@@ -318,15 +312,8 @@ pub fn list_groups(
     tokens: &PageTokens,
     r: &pb::ListGroupsRequest,
 ) -> Result<Query<(), String>, Error> {
-    let mut v = FieldViolations::new();
-    let fingerprint = "groups".to_owned();
-    let page = page(tokens, &fingerprint, r.page.as_ref(), &mut v);
-    v.check()?;
-    Ok(Query {
-        filter: (),
-        fingerprint,
-        page: page.expect("checked above"),
-    })
+    let v = FieldViolations::new();
+    query(tokens, (), "groups".to_owned(), r.page.as_ref(), v)
 }
 
 pub fn new_group(r: &pb::CreateGroupRequest) -> Result<NewGroup, Error> {
@@ -389,12 +376,12 @@ pub fn list_collaborations(
     error::ensure_may_act_on(caller, &r.user_id)?;
     let direction = direction.expect("checked above");
     let fingerprint = format!("collaborations|{user_id}|{direction:?}");
-    let mut v = FieldViolations::new();
-    let page = page(tokens, &fingerprint, r.page.as_ref(), &mut v);
-    v.check()?;
-    Ok(Query {
-        filter: (user_id, direction),
+    let filter = (user_id, direction);
+    query(
+        tokens,
+        filter,
         fingerprint,
-        page: page.expect("checked above"),
-    })
+        r.page.as_ref(),
+        FieldViolations::new(),
+    )
 }

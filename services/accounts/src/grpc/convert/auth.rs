@@ -7,7 +7,7 @@ use steward_kit::{Error, FieldViolations, auth::Caller, page::PageTokens};
 use steward_proto::accounts as pb;
 use uuid::Uuid;
 
-use super::{Query, page, timestamp};
+use super::{Query, query, timestamp};
 use crate::{
     IdentityConfig,
     domain::{identity, identity::API_TOKEN_PREFIX, validate},
@@ -188,14 +188,9 @@ pub fn list_api_tokens(
     let mut v = FieldViolations::new();
     let id = validate::id("user_id", &r.user_id, &mut v);
     let fingerprint = format!("api_tokens|{id}");
-    let page = page(tokens, &fingerprint, r.page.as_ref(), &mut v);
-    v.check()?;
+    let q = query(tokens, id, fingerprint, r.page.as_ref(), v)?;
     error::ensure_may_act_on(caller, &r.user_id)?;
-    Ok(Query {
-        filter: id,
-        fingerprint,
-        page: page.expect("checked above"),
-    })
+    Ok(q)
 }
 
 pub fn start_impersonation(
@@ -231,11 +226,5 @@ pub fn list_sessions(
         active_only: r.active_only,
     };
     let fingerprint = format!("sessions|{filter:?}");
-    let page = page(tokens, &fingerprint, r.page.as_ref(), &mut v);
-    v.check()?;
-    Ok(Query {
-        filter,
-        fingerprint,
-        page: page.expect("checked above"),
-    })
+    query(tokens, filter, fingerprint, r.page.as_ref(), v)
 }

@@ -32,28 +32,31 @@ pub fn id(field: &str, raw: &str) -> Result<Uuid, Error> {
     Ok(id)
 }
 
-/// A list request's page: its violations join the request's others.
-pub fn page<C: DeserializeOwned>(
-    tokens: &PageTokens,
-    query: &str,
-    request: Option<&common::PageRequest>,
-    v: &mut FieldViolations,
-) -> Option<Page<C>> {
-    match tokens.page(query, request, DEFAULT_PAGE, MAX_PAGE) {
-        Ok(page) => Some(page),
-        Err(e) => {
-            v.merge(e);
-            None
-        }
-    }
-}
-
 /// A validated list request: what to list, and which page.
 pub struct Query<F, C> {
     pub filter: F,
     /// Binds page tokens to this query.
     pub fingerprint: String,
     pub page: Page<C>,
+}
+
+/// A list request: its page's violations join the request's others `v`.
+pub fn query<F, C: DeserializeOwned>(
+    tokens: &PageTokens,
+    filter: F,
+    fingerprint: String,
+    request: Option<&common::PageRequest>,
+    mut v: FieldViolations,
+) -> Result<Query<F, C>, Error> {
+    let page = tokens
+        .page(&fingerprint, request, DEFAULT_PAGE, MAX_PAGE)
+        .map_err(|e| v.merge(e));
+    v.check()?;
+    Ok(Query {
+        filter,
+        fingerprint,
+        page: page.expect("a page error is a violation"),
+    })
 }
 
 impl<F, C: serde::Serialize> Query<F, C> {
