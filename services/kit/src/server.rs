@@ -49,6 +49,9 @@ impl Default for ServerConfig {
 pub struct Security {
     pub policies: PolicyTable,
     pub verifier: TokenVerifier,
+    /// Where the service records the access refusals it decides (its own
+    /// outbox); `None` records nothing (the audit service itself).
+    pub refusals: Option<crate::auth::refusals::RefusalAudit>,
 }
 
 /// One service to serve: its routes and the gRPC service names it answers
@@ -105,7 +108,11 @@ pub async fn serve(
         // 4. request context: request id, client ip, user agent, traceparent.
         .layer(ContextLayer::new(config.trusted_proxies.clone()))
         // 5. authn/policy: bearer token -> Caller, method policy enforced.
-        .layer(AuthLayer::new(security.policies, security.verifier))
+        .layer(AuthLayer::with_refusals(
+            security.policies,
+            security.verifier,
+            security.refusals,
+        ))
         .into_inner();
 
     // Without TCP_NODELAY a multi-frame response waits on Nagle + delayed

@@ -12,7 +12,7 @@ use steward_audit as audit;
 use steward_billing as billing;
 use steward_gateway as gateway;
 use steward_kit::{
-    auth::{KeySet, PolicyTable, TokenSigner, TokenVerifier},
+    auth::{KeySet, PolicyTable, TokenSigner, TokenVerifier, refusals::RefusalAudit},
     db,
     page::PageTokens,
     server::Security,
@@ -38,6 +38,16 @@ impl Resolved {
         Ok(Security {
             policies: PolicyTable::from_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET)?,
             verifier: TokenVerifier::new(keys),
+            refusals: None,
+        })
+    }
+
+    /// [`Resolved::security`] of a service that records the access refusals
+    /// it decides in its own outbox, as `source`.
+    fn security_recording(&self, pool: &db::Pool, source: &'static str) -> anyhow::Result<Security> {
+        Ok(Security {
+            refusals: Some(RefusalAudit::spawn(pool.clone(), source)),
+            ..self.security()?
         })
     }
 
@@ -123,10 +133,11 @@ impl Suite {
         }
         if wanted(Component::Accounts) {
             db::migrate(url, accounts::SCHEMA, accounts::MIGRATIONS).await?;
+            let pool = db::pool(url, accounts::SCHEMA, &config.pool).await?;
             let app = accounts::Application::build(accounts::Deps {
-                pool: db::pool(url, accounts::SCHEMA, &config.pool).await?,
+                security: resolved.security_recording(&pool, accounts::SOURCE)?,
+                pool,
                 database_url: url.to_owned(),
-                security: resolved.security()?,
                 page_tokens: resolved.page_tokens(),
                 signer: resolved.signer.clone(),
                 retired_keys: resolved.retired.clone(),
@@ -144,10 +155,11 @@ impl Suite {
         }
         if wanted(Component::Billing) {
             db::migrate(url, billing::SCHEMA, billing::MIGRATIONS).await?;
+            let pool = db::pool(url, billing::SCHEMA, &config.pool).await?;
             let app = billing::Application::build(billing::Deps {
-                pool: db::pool(url, billing::SCHEMA, &config.pool).await?,
+                security: resolved.security_recording(&pool, billing::SOURCE)?,
+                pool,
                 database_url: url.to_owned(),
-                security: resolved.security()?,
                 page_tokens: resolved.page_tokens(),
                 signer: Some(resolved.signer.clone()),
                 server: config.server.clone(),

@@ -14,6 +14,7 @@ use tower::{Layer, Service};
 use super::{
     caller::{Caller, Grant},
     policy::{MethodPolicy, PolicyTable},
+    refusals::{self, Refusal, RefusalAudit},
     token::{Claims, Role, TokenError, TokenVerifier},
 };
 use crate::error::refusal;
@@ -26,14 +27,45 @@ pub struct AuthLayer {
 struct Shared {
     policies: PolicyTable,
     verifier: TokenVerifier,
+    refusals: Option<RefusalAudit>,
 }
 
 impl AuthLayer {
     pub fn new(policies: PolicyTable, verifier: TokenVerifier) -> Self {
+        Self::with_refusals(policies, verifier, None)
+    }
+
+    /// Also records the access refusals of the service (see
+    /// [`super::refusals`]).
+    pub fn with_refusals(
+        policies: PolicyTable,
+        verifier: TokenVerifier,
+        refusals: Option<RefusalAudit>,
+    ) -> Self {
         Self {
-            inner: Arc::new(Shared { policies, verifier }),
+            inner: Arc::new(Shared {
+                policies,
+                verifier,
+                refusals,
+            }),
         }
     }
+}
+
+/// Access refusals are recorded; bad input and rule refusals are the
+/// command runner's to audit.
+fn is_access_refusal(code: Code) -> bool {
+    matches!(code, Code::PermissionDenied | Code::Unauthenticated)
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<(Code, String)> {
+    let code = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    let message = headers
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Some((Code::from_i32(code), message))
 }
 
 impl<S> Layer<S> for AuthLayer {
@@ -155,20 +187,63 @@ where
         }
         let decided = method_policy(&self.shared.policies, path)
             .and_then(|policy| authorize(policy, bearer(req.headers()), &self.shared.verifier));
+        let audit = self.shared.refusals.clone().map(|sink| {
+            let context = req
+                .extensions()
+                .get::<crate::RequestContext>()
+                .cloned()
+                .unwrap_or_default();
+            (sink, path.to_owned(), context)
+        });
         match decided {
             Ok(caller) => {
-                if let Some(caller) = caller {
+                if let Some(caller) = &caller {
                     let span = tracing::Span::current();
                     span.record("user_id", caller.user_id.as_str());
-                    req.extensions_mut().insert(caller);
+                    req.extensions_mut().insert(caller.clone());
                 }
                 // Take the service that was driven to readiness, leave a clone.
                 let clone = self.inner.clone();
                 let mut ready = std::mem::replace(&mut self.inner, clone);
-                async move { ready.call(req).await }.boxed()
+                let Some((sink, method, context)) = audit else {
+                    return async move { ready.call(req).await }.boxed();
+                };
+                async move {
+                    let (response, audited) = refusals::scope(ready.call(req)).await;
+                    if let Ok(response) = &response
+                        && !audited
+                        && let Some((code, message)) = grpc_status(response.headers())
+                        && is_access_refusal(code)
+                    {
+                        sink.record(Refusal {
+                            method,
+                            code,
+                            message,
+                            caller,
+                            context,
+                        });
+                    }
+                    response
+                }
+                .boxed()
             }
             Err(status) => {
                 tracing::info!(method = path, code = ?status.code(), "call refused by policy");
+                if let Some((sink, method, context)) = audit
+                    && is_access_refusal(status.code())
+                {
+                    // A valid token refused for its role still says who asked.
+                    let caller = bearer(req.headers())
+                        .and_then(|t| self.shared.verifier.verify(t).ok())
+                        .map(|claims| Caller::from_claims(&claims, Grant::Public));
+                    sink.record(Refusal {
+                        method,
+                        code: status.code(),
+                        message: status.message().to_owned(),
+                        caller,
+                        context,
+                    });
+                }
                 async move { Ok(status.into_http()) }.boxed()
             }
         }

@@ -5,10 +5,13 @@
 //!   from the descriptor set: the one source of truth for who may call what.
 //! * [`layer`]: the tower layer that verifies the bearer token and enforces
 //!   the policy before a handler runs, leaving a [`Caller`] in the request.
+//! * [`refusals`]: the service's own access refusals, recorded once,
+//!   floods summarised.
 
 pub mod caller;
 pub mod layer;
 pub mod policy;
+pub mod refusals;
 pub mod token;
 
 pub use caller::{Caller, Grant};

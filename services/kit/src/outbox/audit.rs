@@ -173,6 +173,8 @@ pub async fn record_refusal(
     message: impl Into<String>,
 ) {
     let record = record.failed(message);
+    // The auth layer must not record this refusal a second time.
+    crate::auth::refusals::mark_audited();
     let written = match pool.get().await {
         Ok(mut conn) => record
             .write(&mut conn)
