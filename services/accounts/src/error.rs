@@ -103,14 +103,6 @@ pub fn collaboration(r: Refusal) -> Error {
     }
 }
 
-pub fn collaboration_exists() -> Error {
-    Error::refused(
-        Kind::Exists,
-        "COLLABORATION_EXISTS",
-        "the account is already shared with this user",
-    )
-}
-
 /// Sign-in failures never say which part was wrong beyond `message`.
 pub fn invalid_credentials(message: &str) -> Error {
     Error::refused(
