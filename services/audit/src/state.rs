@@ -4,7 +4,10 @@
 use diesel_async::{AsyncConnection, AsyncPgConnection, TransactionManager};
 use steward_kit::{Commands, db::Pool, outbox::AuditRecord, page::PageTokens};
 
+use std::path::PathBuf;
+
 use crate::{
+    domain::seal::{ChainKeys, ChainSigner},
     error::{CONSTRAINTS, Error, internal},
     ingest::{Catalog, decode},
     writer::{self, KnownPartitions, Writer},
@@ -22,6 +25,11 @@ pub struct State {
     pub catalog: Catalog,
     pub known: KnownPartitions,
     pub tokens: PageTokens,
+    /// The chain key (never in the database) and the public keys accepted.
+    pub signer: ChainSigner,
+    pub keys: ChainKeys,
+    /// Where checkpoints are exported (besides the log).
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 /// The transaction an own action runs in, with its audit record.
@@ -38,13 +46,24 @@ impl OwnTx<'_> {
 }
 
 impl State {
-    pub fn new(pool: Pool, writer: Writer, known: KnownPartitions, tokens: PageTokens) -> Self {
+    pub fn new(
+        pool: Pool,
+        writer: Writer,
+        known: KnownPartitions,
+        tokens: PageTokens,
+        signer: ChainSigner,
+        keys: ChainKeys,
+        checkpoint_dir: Option<PathBuf>,
+    ) -> Self {
         Self {
             commands: Commands::new(pool, CONSTRAINTS),
             writer,
             catalog: Catalog::default(),
             known,
             tokens,
+            signer,
+            keys,
+            checkpoint_dir,
         }
     }
 
@@ -72,7 +91,7 @@ impl State {
             .ok_or_else(|| internal(format!("own audit event invalid: {v}")))?;
         // Partitions it creates are not remembered: the caller's transaction
         // may still roll back. The next ingest or housekeeping pass caches them.
-        writer::append(conn, &self.known, &[own]).await?;
+        writer::append(conn, &self.known, &self.signer, &[own]).await?;
         Ok(())
     }
 

@@ -12,7 +12,10 @@ use steward_kit::db::Pool;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    domain::event::{Event, seal},
+    domain::{
+        event::{Event, seal},
+        seal::{ChainSigner, erasure_message},
+    },
     error::{Error, unavailable},
     store::{events, partitions, rollup},
 };
@@ -68,6 +71,7 @@ pub struct Appended {
 pub async fn append(
     conn: &mut AsyncPgConnection,
     known: &KnownPartitions,
+    signer: &ChainSigner,
     batch: &[Event],
 ) -> diesel::QueryResult<Appended> {
     let (mut seq, mut prev) = events::lock_head(conn).await?;
@@ -102,6 +106,7 @@ pub async fn append(
                 sealed.pii_salt = None;
                 sealed.pii_digest = blank.pii_digest(&[]);
                 sealed.hash = blank.hash(&sealed.pii_digest, &prev, seq);
+                sealed.erasure_signature = Some(signer.sign(&erasure_message(seq, &sealed.hash)));
                 (blank, sealed)
             } else {
                 (event.clone(), seal(event, seq, &prev))
@@ -127,7 +132,7 @@ pub async fn append(
     events::insert(conn, &rows).await?;
     let added: Vec<&Event> = rows.iter().map(|(e, _)| e).collect();
     rollup::add(conn, &added).await?;
-    events::set_head(conn, seq, &prev).await?;
+    events::set_head(conn, signer, seq, &prev).await?;
     // Accounts erased a user's personal data: erase it here too, in the
     // same transaction as the event that says so. Only accounts may say so.
     for (event, _) in &rows {
@@ -136,7 +141,7 @@ pub async fn append(
             && event.result == steward_proto::common::Result::Success as i16
             && !event.subject_user_id.is_empty()
         {
-            events::erase_subject(conn, &event.subject_user_id).await?;
+            events::erase_subject(conn, signer, &event.subject_user_id).await?;
         }
     }
     Ok(appended)
@@ -159,10 +164,11 @@ impl Writer {
     pub fn start(
         pool: Pool,
         known: KnownPartitions,
+        signer: ChainSigner,
         max_events: usize,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (jobs, queue) = mpsc::channel(1024);
-        let task = tokio::spawn(run(pool, known, queue, max_events));
+        let task = tokio::spawn(run(pool, known, signer, queue, max_events));
         (Self { jobs }, task)
     }
 
@@ -183,6 +189,7 @@ impl Writer {
 async fn run(
     pool: Pool,
     known: KnownPartitions,
+    signer: ChainSigner,
     mut queue: mpsc::Receiver<Job>,
     max_events: usize,
 ) {
@@ -199,7 +206,7 @@ async fn run(
             }
         }
         let all: Vec<Event> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
-        let outcome = write(&pool, &known, &all).await;
+        let outcome = write(&pool, &known, &signer, &all).await;
         let mut offset = 0;
         for job in jobs {
             let n = job.events.len();
@@ -216,6 +223,7 @@ async fn run(
 async fn write(
     pool: &Pool,
     known: &KnownPartitions,
+    signer: &ChainSigner,
     events: &[Event],
 ) -> Result<Vec<bool>, String> {
     let mut conn = pool.get().await.map_err(|e| {
@@ -223,7 +231,9 @@ async fn write(
         "the database is unavailable, retry later".to_owned()
     })?;
     let appended = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| append(conn, known, events).await)
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            append(conn, known, signer, events).await
+        })
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "audit ingest transaction failed");

@@ -1,5 +1,7 @@
-//! Tamper evidence: verifying the hash chain.
+//! Tamper evidence: verifying the hash chain, signed checkpoints of its
+//! head exported outside the database, verification against one.
 
+pub mod checkpoint;
 pub mod verify;
 
 use crate::{error::Error, state::State};
@@ -18,6 +20,8 @@ pub async fn verify(state: &State, from: i64, to: i64) -> Result<Outcome, Error>
         .build_transaction()
         .read_only()
         .repeatable_read()
-        .run::<_, diesel::result::Error, _>(async |conn| verify::verify(conn, from, to).await)
+        .run::<_, diesel::result::Error, _>(async |conn| {
+            verify::verify(conn, &state.keys, from, to).await
+        })
         .await?)
 }

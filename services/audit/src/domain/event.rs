@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::chain::{Chained, Hash, pii_digest};
+use super::{
+    chain::{Chained, Hash, pii_digest},
+    seal::{ChainKeys, erasure_message},
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -82,6 +85,8 @@ pub struct Seal {
     pub pii_digest: Hash,
     pub prev_hash: Hash,
     pub hash: Hash,
+    /// Set when stored already erased: the chain key's word for it.
+    pub erasure_signature: Option<Vec<u8>>,
 }
 
 pub fn seal(event: &Event, seq: i64, prev: &Hash) -> Seal {
@@ -94,6 +99,7 @@ pub fn seal(event: &Event, seq: i64, prev: &Hash) -> Seal {
         pii_digest,
         prev_hash: *prev,
         hash,
+        erasure_signature: None,
     }
 }
 
@@ -124,6 +130,7 @@ pub struct StoredEvent {
     pub pii_digest: Vec<u8>,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
+    pub erasure_signature: Option<Vec<u8>>,
 }
 
 /// Why a stored event does not verify.
@@ -135,11 +142,14 @@ pub enum Broken {
     Link,
     /// Personal data no longer matches its digest.
     PersonalData,
+    /// Marked erased without the chain key's signature of the erasure.
+    Erasure,
 }
 
 impl StoredEvent {
-    /// Checks this event against its predecessor's hash.
-    pub fn verify(&self, predecessor_hash: &[u8]) -> Result<(), Broken> {
+    /// Checks this event against its predecessor's hash; an erasure must be
+    /// signed with one of `keys`.
+    pub fn verify(&self, predecessor_hash: &[u8], keys: &ChainKeys) -> Result<(), Broken> {
         if self.prev_hash != predecessor_hash {
             return Err(Broken::Link);
         }
@@ -156,6 +166,12 @@ impl StoredEvent {
             // in an "erased" row is an edit.
             if self.event.has_personal_data() || self.pii_salt.is_some() {
                 return Err(Broken::PersonalData);
+            }
+            if !keys.verify(
+                &erasure_message(self.seq, &self.hash),
+                self.erasure_signature.as_deref(),
+            ) {
+                return Err(Broken::Erasure);
             }
         } else {
             let salt = self.pii_salt.as_deref().unwrap_or_default();

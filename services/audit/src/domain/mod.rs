@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod event;
+pub mod seal;
 pub mod validate;
 
 /// Comment keys whose values are personal data: stored apart from the

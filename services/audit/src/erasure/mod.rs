@@ -14,7 +14,7 @@ pub async fn erase(state: &State, record: AuditRecord, user_id: String) -> Resul
     let input = v.check().map(|_| user_id).map_err(Error::from);
     state
         .run_own(record, input, async |tx, user_id: String| {
-            let erased = events::erase_subject(tx.conn, &user_id).await?;
+            let erased = events::erase_subject(tx.conn, &state.signer, &user_id).await?;
             tx.note(|r| r.comment("events", erased.to_string()));
             Ok(erased)
         })

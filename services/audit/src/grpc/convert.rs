@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     catalog::Registration,
-    chain::Outcome,
+    chain::{Outcome, checkpoint::Checkpoint},
     domain::event::{Event, StoredEvent},
     error::Error,
     events::{self, ActivityQuery, MAX_ACTIONS},
@@ -248,5 +248,15 @@ pub fn verified(outcome: Outcome) -> pb::VerifyChainResponse {
         first_broken_sequence: outcome.broken.as_ref().map(|b| b.0).unwrap_or(0),
         events_checked: outcome.checked,
         reason: outcome.broken.map(|b| b.1).unwrap_or_default(),
+    }
+}
+
+pub fn checkpoint(c: &Checkpoint) -> pb::Checkpoint {
+    pb::Checkpoint {
+        sequence: c.sequence,
+        hash: c.hash.clone(),
+        issue_time: Some(timestamp(c.issued_at)),
+        signature: c.signature.clone(),
+        json: c.to_json(),
     }
 }

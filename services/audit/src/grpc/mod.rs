@@ -6,6 +6,7 @@ pub mod convert;
 
 use std::pin::Pin;
 
+use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use steward_kit::{
     auth::Caller,
@@ -163,6 +164,35 @@ impl pb::audit_service_server::AuditService for AuditApi {
         let r = request.into_inner();
         let outcome = chain::verify(&self.0, r.from_sequence, r.to_sequence).await?;
         Ok(Response::new(convert::verified(outcome)))
+    }
+
+    async fn create_checkpoint(
+        &self,
+        _request: Request<pb::CreateCheckpointRequest>,
+    ) -> Result<Response<pb::CreateCheckpointResponse>, Status> {
+        let checkpoint = chain::checkpoint::issue(&self.0).await?;
+        Ok(Response::new(pb::CreateCheckpointResponse {
+            checkpoint: Some(convert::checkpoint(&checkpoint)),
+        }))
+    }
+
+    async fn list_checkpoints(
+        &self,
+        request: Request<pb::ListCheckpointsRequest>,
+    ) -> Result<Response<pb::ListCheckpointsResponse>, Status> {
+        let r = request.into_inner();
+        let tokens = &self.0.tokens;
+        let page = tokens
+            .page::<(DateTime<Utc>, i64)>("checkpoints", r.page.as_ref(), DEFAULT_PAGE, MAX_PAGE)
+            .map_err(Error::from)?;
+        let rows = chain::checkpoint::list(&self.0, page.after, page.limit()).await?;
+        let (rows, next_page_token) = page::split(rows, page.size, |c| {
+            tokens.encode("checkpoints", &(c.issued_at, c.sequence))
+        });
+        Ok(Response::new(pb::ListCheckpointsResponse {
+            checkpoints: rows.iter().map(convert::checkpoint).collect(),
+            page: Some(common::PageResponse { next_page_token }),
+        }))
     }
 
     async fn erase_subject_data(

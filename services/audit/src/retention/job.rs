@@ -8,6 +8,7 @@ use steward_kit::db::Pool;
 use tokio::sync::watch;
 
 use crate::{
+    domain::seal::ChainSigner,
     error::Error,
     store::{partitions, retention},
     writer::KnownPartitions,
@@ -24,7 +25,11 @@ pub struct Pass {
     pub trimmed: usize,
 }
 
-pub async fn run_once(pool: &Pool, known: &KnownPartitions) -> Result<Pass, Error> {
+pub async fn run_once(
+    pool: &Pool,
+    known: &KnownPartitions,
+    signer: &ChainSigner,
+) -> Result<Pass, Error> {
     let mut conn = pool.get().await?;
     let mut month = partitions::month_of(Utc::now());
     for _ in 0..MONTHS_AHEAD {
@@ -32,7 +37,7 @@ pub async fn run_once(pool: &Pool, known: &KnownPartitions) -> Result<Pass, Erro
         month = partitions::next_month(month);
     }
     let now = Utc::now();
-    let dropped = retention::drop_expired_partitions(&mut conn, now).await?;
+    let dropped = retention::drop_expired_partitions(&mut conn, signer, now).await?;
     for partition in &dropped {
         known.forget(partition.month);
     }
@@ -44,7 +49,7 @@ pub async fn run_once(pool: &Pool, known: &KnownPartitions) -> Result<Pass, Erro
         let n = {
             use diesel_async::AsyncConnection;
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                retention::trim_batch(conn, now, TRIM_BATCH).await
+                retention::trim_batch(conn, signer, now, TRIM_BATCH).await
             })
             .await?
         };
@@ -59,11 +64,12 @@ pub async fn run_once(pool: &Pool, known: &KnownPartitions) -> Result<Pass, Erro
 pub async fn run(
     pool: Pool,
     known: KnownPartitions,
+    signer: ChainSigner,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     while !*shutdown.borrow() {
-        match run_once(&pool, &known).await {
+        match run_once(&pool, &known, &signer).await {
             Ok(pass) if pass == Pass::default() => {}
             Ok(pass) => tracing::info!(
                 dropped = ?pass.dropped_partitions,

@@ -19,6 +19,7 @@ use super::schema::events::{self, dsl as e};
 use crate::domain::{
     chain::Hash,
     event::{Event, Seal, StoredEvent},
+    seal::{ChainSigner, checkpoint_message, erasure_message},
 };
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -53,6 +54,7 @@ pub struct EventRow {
     pii_erased: bool,
     prev_hash: Vec<u8>,
     hash: Vec<u8>,
+    erasure_signature: Option<Vec<u8>>,
 }
 
 fn map_of(value: serde_json::Value) -> BTreeMap<String, String> {
@@ -93,6 +95,7 @@ impl From<EventRow> for StoredEvent {
             pii_digest: r.pii_digest,
             prev_hash: r.prev_hash,
             hash: r.hash,
+            erasure_signature: r.erasure_signature,
         }
     }
 }
@@ -109,13 +112,38 @@ pub async fn lock_head(conn: &mut AsyncPgConnection) -> QueryResult<(i64, Hash)>
     Ok((seq, hash.try_into().unwrap_or([0; 32])))
 }
 
-pub async fn set_head(conn: &mut AsyncPgConnection, seq: i64, hash: &Hash) -> QueryResult<()> {
+/// Moves the head and signs it (a checkpoint of the chain in the database:
+/// a rewrite of history cannot be signed again without the key).
+pub async fn set_head(
+    conn: &mut AsyncPgConnection,
+    signer: &ChainSigner,
+    seq: i64,
+    hash: &Hash,
+) -> QueryResult<()> {
     use super::schema::chain_head::dsl as h;
+    let at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
+    let signature = signer.sign(&checkpoint_message(seq, hash, at.timestamp_micros()));
     diesel::update(h::chain_head)
-        .set((h::seq.eq(seq), h::hash.eq(hash.as_slice())))
+        .set((
+            h::seq.eq(seq),
+            h::hash.eq(hash.as_slice()),
+            h::signed_at.eq(Some(at)),
+            h::signature.eq(Some(signature)),
+        ))
         .execute(conn)
         .await
         .map(|_| ())
+}
+
+/// The head as stored: (seq, hash, signed_at, signature).
+pub type Head = (i64, Vec<u8>, Option<DateTime<Utc>>, Option<Vec<u8>>);
+
+pub async fn head(conn: &mut AsyncPgConnection) -> QueryResult<Head> {
+    use super::schema::chain_head::dsl as h;
+    h::chain_head
+        .select((h::seq, h::hash, h::signed_at, h::signature))
+        .first(conn)
+        .await
 }
 
 /// Claims event ids in `event_ids` (ON CONFLICT DO NOTHING); returns the
@@ -158,12 +186,12 @@ pub async fn insert(conn: &mut AsyncPgConnection, rows: &[(Event, Seal)]) -> Que
             actor_user_id, subject_user_id, modified_user_id, impersonator_user_id,
             impersonation_session_id, token_id, project, comments, pii_comments, client_ip,
             user_agent, result, error_message, duration_us, request_id, trace_id, source,
-            pii_salt, pii_digest, prev_hash, hash, pii_erased)
+            pii_salt, pii_digest, prev_hash, hash, pii_erased, erasure_signature)
          SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[],
             $6::int2[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
             $13::text[], $14::jsonb[], $15::jsonb[], $16::text[], $17::text[], $18::int2[],
             $19::text[], $20::int8[], $21::text[], $22::text[], $23::text[], $24::bytea[],
-            $25::bytea[], $26::bytea[], $27::bytea[], $28::bool[])",
+            $25::bytea[], $26::bytea[], $27::bytea[], $28::bool[], $29::bytea[])",
     )
     .bind::<Array<Int8>, _>(col!(|(_, s)| s.seq))
     .bind::<Array<SqlUuid>, _>(col!(|(e, _)| e.event_id))
@@ -193,6 +221,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, rows: &[(Event, Seal)]) -> Que
     .bind::<Array<Bytea>, _>(col!(|(_, s)| s.prev_hash.to_vec()))
     .bind::<Array<Bytea>, _>(col!(|(_, s)| s.hash.to_vec()))
     .bind::<Array<Bool>, _>(col!(|(_, s)| s.pii_salt.is_none()))
+    .bind::<Array<Nullable<Bytea>>, _>(col!(|(_, s)| s.erasure_signature.clone()))
     .execute(conn)
     .await
 }
@@ -251,17 +280,20 @@ pub async fn predecessor_hash(
         .optional()
 }
 
+/// A tombstone: (seq, prev_hash, hash, signature).
+pub type Tombstone = (i64, Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+
 /// Tombstones in a sequence range (links of events removed by retention).
 pub async fn tombstones(
     conn: &mut AsyncPgConnection,
     from: i64,
     to: i64,
-) -> QueryResult<Vec<(i64, Vec<u8>, Vec<u8>)>> {
+) -> QueryResult<Vec<Tombstone>> {
     use super::schema::chain_tombstones::dsl as t;
     t::chain_tombstones
         .filter(t::seq.ge(from).and(t::seq.le(to)))
         .order(t::seq)
-        .select((t::seq, t::prev_hash, t::hash))
+        .select((t::seq, t::prev_hash, t::hash, t::signature))
         .load(conn)
         .await
 }
@@ -387,12 +419,16 @@ pub async fn outside_chain(conn: &mut AsyncPgConnection, head: i64) -> QueryResu
 /// modified user of, and remembers the user so that later events arrive
 /// erased. The salt goes too, so the digest can no longer be tested
 /// against guesses.
-pub async fn erase_subject(conn: &mut AsyncPgConnection, user_id: &str) -> QueryResult<usize> {
+pub async fn erase_subject(
+    conn: &mut AsyncPgConnection,
+    signer: &ChainSigner,
+    user_id: &str,
+) -> QueryResult<usize> {
     diesel::sql_query("INSERT INTO erased_subjects (user_id) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind::<Text, _>(user_id)
         .execute(conn)
         .await?;
-    diesel::update(
+    let erased = diesel::update(
         e::events
             .filter(
                 e::subject_user_id
@@ -409,6 +445,23 @@ pub async fn erase_subject(conn: &mut AsyncPgConnection, user_id: &str) -> Query
         e::pii_salt.eq(None::<Vec<u8>>),
         e::pii_erased.eq(true),
     ))
-    .execute(conn)
-    .await
+    .returning((e::seq, e::hash))
+    .load::<(i64, Vec<u8>)>(conn)
+    .await?;
+    // Each erasure signed: a row marked erased without it is a forgery.
+    let (seqs, signatures): (Vec<i64>, Vec<Vec<u8>>) = erased
+        .iter()
+        .map(|(seq, hash)| (*seq, signer.sign(&erasure_message(*seq, hash))))
+        .unzip();
+    if !seqs.is_empty() {
+        diesel::sql_query(
+            "UPDATE events e SET erasure_signature = s.signature
+             FROM UNNEST($1::int8[], $2::bytea[]) AS s(seq, signature) WHERE e.seq = s.seq",
+        )
+        .bind::<Array<Int8>, _>(seqs)
+        .bind::<Array<Bytea>, _>(signatures)
+        .execute(conn)
+        .await?;
+    }
+    Ok(erased.len())
 }

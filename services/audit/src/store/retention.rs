@@ -13,6 +13,57 @@ use super::{
     partitions::{self, Partition},
     schema::retention_policies::dsl as r,
 };
+use crate::domain::seal::{ChainSigner, tombstone_message};
+
+#[derive(QueryableByName)]
+struct Link {
+    #[diesel(sql_type = Int8)]
+    seq: i64,
+    #[diesel(sql_type = diesel::sql_types::Bytea)]
+    prev_hash: Vec<u8>,
+    #[diesel(sql_type = diesel::sql_types::Bytea)]
+    hash: Vec<u8>,
+}
+
+/// Stores the tombstones of removed events, each signed with the chain key:
+/// a tombstone without that signature is a forgery covering a deletion.
+async fn insert_tombstones(
+    conn: &mut AsyncPgConnection,
+    signer: &ChainSigner,
+    links: Vec<Link>,
+) -> QueryResult<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let signatures: Vec<Vec<u8>> = links
+        .iter()
+        .map(|l| signer.sign(&tombstone_message(l.seq, &l.prev_hash, &l.hash)))
+        .collect();
+    let (seqs, prevs, hashes): (Vec<i64>, Vec<Vec<u8>>, Vec<Vec<u8>>) = links
+        .into_iter()
+        .map(|l| (l.seq, l.prev_hash, l.hash))
+        .fold(
+            (vec![], vec![], vec![]),
+            |(mut a, mut b, mut c), (x, y, z)| {
+                a.push(x);
+                b.push(y);
+                c.push(z);
+                (a, b, c)
+            },
+        );
+    diesel::sql_query(
+        "INSERT INTO chain_tombstones (seq, prev_hash, hash, signature)
+         SELECT * FROM UNNEST($1::int8[], $2::bytea[], $3::bytea[], $4::bytea[])
+         ON CONFLICT (seq) DO NOTHING",
+    )
+    .bind::<Array<Int8>, _>(seqs)
+    .bind::<Array<diesel::sql_types::Bytea>, _>(prevs)
+    .bind::<Array<diesel::sql_types::Bytea>, _>(hashes)
+    .bind::<Array<diesel::sql_types::Bytea>, _>(signatures)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -68,6 +119,7 @@ async fn lock_head(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
 /// own transaction; a partition holding the newest event is kept.
 pub async fn drop_expired_partitions(
     conn: &mut AsyncPgConnection,
+    signer: &ChainSigner,
     now: DateTime<Utc>,
 ) -> QueryResult<Vec<Partition>> {
     use diesel_async::AsyncConnection;
@@ -89,7 +141,7 @@ pub async fn drop_expired_partitions(
                 if holds_seq(conn, &partition, head).await? {
                     return Ok(false);
                 }
-                tombstone_partition(conn, &partition).await?;
+                tombstone_partition(conn, signer, &partition).await?;
                 conn.batch_execute(&format!(
                     "DELETE FROM event_ids i USING {} p WHERE i.event_id = p.event_id",
                     partition.name
@@ -129,25 +181,27 @@ async fn holds_seq(
 /// Keeps the links from rows of `partition` to successors outside it.
 async fn tombstone_partition(
     conn: &mut AsyncPgConnection,
+    signer: &ChainSigner,
     partition: &Partition,
 ) -> QueryResult<()> {
-    conn.batch_execute(&format!(
-        "INSERT INTO chain_tombstones (seq, prev_hash, hash)
-         SELECT p.seq, p.prev_hash, p.hash FROM {name} p
+    let links: Vec<Link> = diesel::sql_query(format!(
+        "SELECT p.seq, p.prev_hash, p.hash FROM {name} p
          WHERE EXISTS (SELECT 1 FROM events e WHERE e.seq = p.seq + 1
-                       AND NOT (e.occurred_at >= '{from}' AND e.occurred_at < '{to}'))
-         ON CONFLICT (seq) DO NOTHING",
+                       AND NOT (e.occurred_at >= '{from}' AND e.occurred_at < '{to}'))",
         name = partition.name,
         from = partition.month,
         to = partitions::next_month(partition.month),
     ))
-    .await
+    .load(conn)
+    .await?;
+    insert_tombstones(conn, signer, links).await
 }
 
 /// Deletes up to `batch` events past their own policy's retention; returns
 /// how many. Call repeatedly (each call is its own short transaction).
 pub async fn trim_batch(
     conn: &mut AsyncPgConnection,
+    signer: &ChainSigner,
     now: DateTime<Utc>,
     batch: i64,
 ) -> QueryResult<usize> {
@@ -187,16 +241,15 @@ pub async fn trim_batch(
     if doomed.is_empty() {
         return Ok(0);
     }
-    diesel::sql_query(
-        "INSERT INTO chain_tombstones (seq, prev_hash, hash)
-         SELECT e.seq, e.prev_hash, e.hash FROM events e
+    let links: Vec<Link> = diesel::sql_query(
+        "SELECT e.seq, e.prev_hash, e.hash FROM events e
          WHERE e.seq = ANY($1)
-           AND EXISTS (SELECT 1 FROM events n WHERE n.seq = e.seq + 1 AND NOT n.seq = ANY($1))
-         ON CONFLICT (seq) DO NOTHING",
+           AND EXISTS (SELECT 1 FROM events n WHERE n.seq = e.seq + 1 AND NOT n.seq = ANY($1))",
     )
     .bind::<Array<Int8>, _>(&doomed)
-    .execute(conn)
+    .load(conn)
     .await?;
+    insert_tombstones(conn, signer, links).await?;
     diesel::sql_query(
         "DELETE FROM event_ids WHERE event_id IN (SELECT event_id FROM events WHERE seq = ANY($1))",
     )

@@ -31,6 +31,7 @@ diesel::table! {
         pii_erased -> Bool,
         prev_hash -> Bytea,
         hash -> Bytea,
+        erasure_signature -> Nullable<Bytea>,
     }
 }
 
@@ -39,6 +40,8 @@ diesel::table! {
         id -> Bool,
         seq -> Int8,
         hash -> Bytea,
+        signed_at -> Nullable<Timestamptz>,
+        signature -> Nullable<Bytea>,
     }
 }
 
@@ -47,6 +50,16 @@ diesel::table! {
         seq -> Int8,
         prev_hash -> Bytea,
         hash -> Bytea,
+        signature -> Nullable<Bytea>,
+    }
+}
+
+diesel::table! {
+    checkpoints (issued_at, seq) {
+        seq -> Int8,
+        hash -> Bytea,
+        issued_at -> Timestamptz,
+        signature -> Bytea,
     }
 }
 
