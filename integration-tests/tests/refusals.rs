@@ -222,3 +222,50 @@ async fn a_flood_is_sampled_and_summarised() {
     assert!(counted > 0, "the rest is summarised");
     assert_eq!(single + counted, CALLS, "every refusal accounted for");
 }
+
+#[tokio::test]
+async fn impersonators_may_not_delete_tokens_cancel_subscriptions_or_change_the_profile() {
+    let app = spawn().await;
+    let user = app.create_user("impersonated@refusals.io").await;
+    let mut claims = Claims::new(&user.id, &[Role::User], Duration::from_secs(60));
+    claims.act = Some(steward_kit::auth::Actor {
+        sub: ADMIN_ID.into(),
+    });
+    claims.sid = Some(uuid::Uuid::now_v7().to_string());
+    let token = app.signer.sign(&claims);
+    let some_id = uuid::Uuid::now_v7().to_string();
+    let refused = [
+        app.auth(Some(token.clone()))
+            .delete_api_token(pb::DeleteApiTokenRequest {
+                token_id: some_id.clone(),
+            })
+            .await
+            .unwrap_err(),
+        app.billing_as(Some(token.clone()))
+            .cancel_subscription(bpb::CancelSubscriptionRequest {
+                subscription_id: some_id,
+            })
+            .await
+            .unwrap_err(),
+        app.client(Some(token))
+            .update_user(pb::UpdateUserRequest {
+                user: Some(pb::User {
+                    id: user.id.clone(),
+                    phone: Some("+15551234567".into()),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["phone".into()],
+                }),
+            })
+            .await
+            .unwrap_err(),
+    ];
+    for status in refused {
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert_eq!(
+            steward_integration_tests::reason(&status),
+            "FORBIDDEN_WHILE_IMPERSONATING"
+        );
+    }
+}
