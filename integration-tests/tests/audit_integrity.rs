@@ -289,6 +289,8 @@ impl Rig {
                 )
                 .unwrap(),
                 verifier: steward_kit::auth::TokenVerifier::new(token_keys),
+                // The audit service records its own refusals in its chain.
+                refusals: None,
             },
             page_tokens: steward_kit::page::PageTokens::new([7; 32]),
             server: steward_kit::server::ServerConfig::default(),

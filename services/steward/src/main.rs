@@ -49,10 +49,30 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The audit trail's tamper evidence.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// The services' outboxes: backlog, parked rows, replay.
     Outbox {
         #[command(subcommand)]
         command: OutboxCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the database against a checkpoint kept outside it (detects
+    /// truncation, rollback, rewriting, forged tombstones and erasures).
+    Verify {
+        /// A checkpoint JSON file (from audit.checkpoint_dir or the log).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Base64 chain public key; repeat for several. Default: the
+        /// configured chain key's.
+        #[arg(long = "public-key")]
+        public_keys: Vec<String>,
     },
 }
 
@@ -160,6 +180,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User {
             command: UserCommand::CreateAdmin { email, password },
         } => runtime::create_admin(config, &email, password).await,
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    checkpoint,
+                    public_keys,
+                },
+        } => runtime::audit_verify(config, &checkpoint, &public_keys).await,
         Command::Outbox { command } => match command {
             OutboxCommand::List { component, limit } => {
                 runtime::outbox_list(config, component, limit).await

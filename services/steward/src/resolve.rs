@@ -67,6 +67,28 @@ pub fn signer(config: &Config) -> anyhow::Result<TokenSigner> {
     Ok(signer)
 }
 
+/// `audit.chain_key_file`, else the data dir's `audit-chain-key` (created
+/// once, like the signing key): the key that signs the audit chain, kept
+/// outside the database.
+pub fn audit_chain_key(config: &mut Config) -> anyhow::Result<()> {
+    if config.audit.chain_key_file.is_some() {
+        return Ok(());
+    }
+    let dir = config.data_dir();
+    let file = dir.join("audit-chain-key");
+    if !file.exists() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let key = steward_audit::domain::seal::ChainSigner::generate();
+        write_secret(&file, &key.to_file_contents())?;
+        eprintln!(
+            "created a development audit chain key at {}",
+            file.display()
+        );
+    }
+    config.audit.chain_key_file = Some(file);
+    Ok(())
+}
+
 pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     #[cfg(unix)]

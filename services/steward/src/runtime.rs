@@ -65,6 +65,10 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
             "development: services trust client addresses forwarded from loopback (server.trusted_proxies)"
         );
     }
+    resolve::audit_chain_key(&mut config)?;
+    if config.audit.checkpoint_dir.is_none() {
+        config.audit.checkpoint_dir = Some(config.data_dir().join("audit-checkpoints"));
+    }
     let (resolved, _database) = resolve::resolve(&config).await?;
     let suite = Suite::build(config, &resolved, &Component::ALL).await?;
     println!("database       {}", redact(&resolved.database_url));
@@ -85,13 +89,16 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
     run_until_signal(suite).await
 }
 
-pub async fn serve(config: Config, component: Component) -> anyhow::Result<()> {
+pub async fn serve(mut config: Config, component: Component) -> anyhow::Result<()> {
     let _telemetry = init_telemetry(&config, &format!("steward-{}", component.name()))?;
     if component != Component::Gateway
         && component != Component::Audit
         && config.outbox.audit_endpoint.is_none()
     {
         tracing::warn!("outbox.audit_endpoint is not set: audit events wait in the outbox");
+    }
+    if component == Component::Audit {
+        resolve::audit_chain_key(&mut config)?;
     }
     let (resolved, _database) = resolve::resolve(&config).await?;
     let suite = Suite::build(config, &resolved, &[component]).await?;
@@ -252,4 +259,40 @@ pub async fn create_admin(
         println!("password: {password}");
     }
     Ok(())
+}
+
+/// `steward audit verify --checkpoint FILE`: the database against a
+/// checkpoint kept outside it, with public keys only (`--public-key`, else
+/// those of the configured chain key and `audit.chain_public_keys`).
+pub async fn audit_verify(
+    mut config: Config,
+    checkpoint: &std::path::Path,
+    public_keys: &[String],
+) -> anyhow::Result<()> {
+    use steward_audit::domain::seal::ChainKeys;
+    let mut keys = ChainKeys::default();
+    if public_keys.is_empty() {
+        resolve::audit_chain_key(&mut config)?;
+        keys = config.audit.chain_keys()?.1;
+    }
+    for key in public_keys {
+        keys.add_base64(key).context("--public-key")?;
+    }
+    let database = resolve::database(&config).await?;
+    let report =
+        steward_audit::chain::checkpoint::verify_checkpoint(checkpoint, &keys, &database.url)
+            .await?;
+    println!(
+        "checkpoint     sequence {} at {}",
+        report.checkpoint.sequence, report.checkpoint.issued_at
+    );
+    println!("chain head     {}", report.head);
+    println!("events checked {}", report.events_checked);
+    match report.broken {
+        None => {
+            println!("ok: the database holds the history the checkpoint vouches for");
+            Ok(())
+        }
+        Some((seq, why)) => bail!("tampering detected at sequence {seq}: {why}"),
+    }
 }
