@@ -11,6 +11,7 @@ diesel::table! {
         next_attempt_at -> Timestamptz,
         last_error -> Nullable<Text>,
         parked_at -> Nullable<Timestamptz>,
+        traceparent -> Nullable<Text>,
     }
 }
 

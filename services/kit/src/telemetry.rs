@@ -63,6 +63,17 @@ pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
 }
 
+impl TelemetryGuard {
+    /// Exports the spans ended so far (tests, before reading a collector).
+    pub fn flush(&self) {
+        if let Some(provider) = &self.provider
+            && let Err(err) = provider.force_flush()
+        {
+            eprintln!("telemetry flush failed: {err}");
+        }
+    }
+}
+
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Some(provider) = self.provider.take()
@@ -157,6 +168,34 @@ pub fn set_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
     // A span that is already closed or disabled cannot take a parent; that is
     // harmless, the request is still served.
     let _ = span.set_parent(parent);
+}
+
+/// The current span's W3C `traceparent`, when it belongs to a trace (the
+/// OpenTelemetry layer is installed and the span is sampled).
+pub fn current_traceparent() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let mut carrier = std::collections::HashMap::new();
+    global::get_text_map_propagator(|p| p.inject_context(&context, &mut carrier));
+    carrier.remove("traceparent")
+}
+
+/// Makes `span` continue the trace of `traceparent` (an outbox row's).
+pub fn set_parent_traceparent(span: &tracing::Span, traceparent: &str) {
+    let carrier = std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let parent = global::get_text_map_propagator(|p| p.extract(&carrier));
+    let _ = span.set_parent(parent);
+}
+
+/// Adds a link from `span` to the trace of `traceparent` (the other rows of
+/// a batch delivered under the first row's trace).
+pub fn link_traceparent(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::trace::TraceContextExt;
+    let carrier = std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let context = global::get_text_map_propagator(|p| p.extract(&carrier));
+    let linked = context.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
 }
 
 /// Writes the current span's trace context into outgoing metadata.

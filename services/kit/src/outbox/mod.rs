@@ -15,6 +15,7 @@ mod relay;
 pub use audit::{AuditRecord, record_refusal, respond};
 pub use destinations::{
     AuditIngestDestination, DeliveryError, Destination, NotificationDestination,
+    QuotasSyncDestination,
 };
 pub use relay::{Relay, RelayConfig};
 
@@ -34,12 +35,15 @@ pub struct OutboxConfig {
     pub audit_endpoint: Option<String>,
     /// The notifications service, e.g. `http://127.0.0.1:50055`.
     pub notifications_endpoint: Option<String>,
+    /// The quotas service (group-membership sync), e.g. `http://127.0.0.1:50053`.
+    pub quotas_endpoint: Option<String>,
     pub relay: RelayConfig,
 }
 
 /// Destination names (the `destination` column).
 pub const AUDIT: &str = "audit";
 pub const NOTIFICATIONS: &str = "notifications";
+pub const QUOTAS: &str = "quotas";
 
 /// The channel relays LISTEN on.
 pub const NOTIFY_CHANNEL: &str = "steward_outbox";
@@ -57,6 +61,7 @@ pub async fn enqueue<M: Message>(
             o::destination.eq(destination),
             o::event_id.eq(event_id),
             o::payload.eq(message.encode_to_vec()),
+            o::traceparent.eq(crate::telemetry::current_traceparent()),
         ))
         .execute(conn)
         .await?;
@@ -118,6 +123,13 @@ pub fn relays(
         add(
             NOTIFICATIONS,
             NotificationDestination::new(endpoint, signer.clone(), schema)
+                .map(|d| std::sync::Arc::new(d) as _),
+        );
+    }
+    if let Some(endpoint) = &config.quotas_endpoint {
+        add(
+            QUOTAS,
+            QuotasSyncDestination::new(endpoint, signer.clone(), schema)
                 .map(|d| std::sync::Arc::new(d) as _),
         );
     }

@@ -183,13 +183,13 @@ impl Relay {
         let config = self.config.clone();
         let drained = conn
             .transaction::<_, diesel::result::Error, _>(async move |conn| {
-                let rows: Vec<(i64, Vec<u8>, i32)> = o::outbox
+                let rows: Vec<(i64, Vec<u8>, i32, Option<String>)> = o::outbox
                     .filter(o::destination.eq(&name))
                     .filter(o::next_attempt_at.le(diesel::dsl::now))
                     .filter(o::parked_at.is_null())
                     .order(o::id)
                     .limit(config.batch_size)
-                    .select((o::id, o::payload, o::attempts))
+                    .select((o::id, o::payload, o::attempts, o::traceparent))
                     .for_update()
                     .skip_locked()
                     .load(conn)
@@ -200,7 +200,18 @@ impl Relay {
                 let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
                 let attempts = rows.iter().map(|r| r.2).max().unwrap_or(0) as u32;
                 let payloads: Vec<Vec<u8>> = rows.iter().map(|r| r.1.clone()).collect();
-                match destination.deliver(payloads).await {
+                // The delivery continues the trace of the batch's first
+                // change, and links the others'.
+                let span = tracing::info_span!("outbox.deliver", destination = %name, rows = rows.len());
+                let mut traces = rows.iter().filter_map(|r| r.3.as_deref());
+                if let Some(first) = traces.next() {
+                    crate::telemetry::set_parent_traceparent(&span, first);
+                }
+                for other in traces {
+                    crate::telemetry::link_traceparent(&span, other);
+                }
+                use tracing::Instrument;
+                match destination.deliver(payloads).instrument(span.clone()).await {
                     Ok(()) => {
                         delete(conn, &ids).await?;
                         crate::metrics::OUTBOX_DELIVERED.add(&labels, ids.len() as u64);
@@ -212,8 +223,8 @@ impl Relay {
                         // rest, park the refused ones.
                         tracing::warn!(destination = %name, error = %why, "outbox batch rejected; delivering one by one");
                         let mut delivered = 0;
-                        for (id, payload, _) in rows {
-                            match destination.deliver(vec![payload]).await {
+                        for (id, payload, _, _) in rows {
+                            match destination.deliver(vec![payload]).instrument(span.clone()).await {
                                 Ok(()) => {
                                     delete(conn, &[id]).await?;
                                     delivered += 1;
