@@ -1,0 +1,2 @@
+DELETE FROM action_types WHERE product = 'notifications';
+DELETE FROM products WHERE product = 'notifications';
