@@ -23,7 +23,10 @@ use steward_kit::{
     page::PageTokens,
     server::{self, Security, ServerConfig},
 };
-use steward_proto::billing::billing_service_server::BillingServiceServer;
+use steward_proto::{
+    billing::billing_service_server::BillingServiceServer,
+    common::personal_data_service_server::PersonalDataServiceServer,
+};
 use tokio::{net::TcpListener, sync::watch};
 
 pub use domain::tariff::{ExtraBonusRule, Prices, Tariffs};
@@ -109,13 +112,17 @@ impl Application {
             tasks_stopped.clone(),
         ));
         let api = grpc::BillingApi::new(d.pool.clone(), d.page_tokens.clone(), d.config.clone());
-        let routes = tonic::service::Routes::new(BillingServiceServer::new(api));
+        let routes = tonic::service::Routes::new(BillingServiceServer::new(api.clone()))
+            .add_service(PersonalDataServiceServer::new(api));
         let mut stop = shutdown.clone();
         let served = server::serve(
             server::Serve {
                 listener: self.listener,
                 routes,
-                service_names: vec!["steward.billing.v1.BillingService"],
+                service_names: vec![
+                    "steward.billing.v1.BillingService",
+                    "steward.common.v1.PersonalDataService",
+                ],
             },
             self.deps.security,
             &self.deps.server,

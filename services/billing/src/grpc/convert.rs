@@ -71,6 +71,15 @@ pub fn time_range(
     (start, end)
 }
 
+/// An erasure notice: its id (the idempotency key) and the user.
+pub fn erasure(r: &common::ErasePersonalDataRequest) -> Result<Uuid, Error> {
+    let mut v = FieldViolations::new();
+    validate::id("event_id", &r.event_id, &mut v);
+    let user_id = validate::id("user_id", &r.user_id, &mut v);
+    v.check()?;
+    Ok(user_id)
+}
+
 pub fn user_ids(raw: &[String]) -> Result<Vec<Uuid>, Error> {
     let mut v = FieldViolations::new();
     if raw.len() > 1000 {

@@ -133,3 +133,11 @@ pub async fn funding_history(
     let totals = store::totals(conn, q.user_id, q.start, q.end, &q.operations).await?;
     Ok((rows, totals))
 }
+
+/// Erases what billing keeps of the user's personal data: the notes of
+/// their ledger entries (admins write emails and phone numbers there).
+pub async fn erase_personal_data(tx: &mut Tx<'_>, user_id: Uuid) -> Result<usize, Error> {
+    let erased = store::erase_notes(tx.conn, user_id).await?;
+    tx.note(|r| r.comment("records", erased.to_string()));
+    Ok(erased)
+}

@@ -395,3 +395,12 @@ pub async fn totals(
         .filter_map(|r| Some((r.operation.parse().ok()?, r.count, dec(&r.amount))))
         .collect())
 }
+
+/// Blanks the free text of a user's entries (personal-data erasure); the
+/// amounts stay, so the ledger still sums to the balance.
+pub async fn erase_notes(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<usize> {
+    diesel::sql_query("UPDATE ledger SET notes = '' WHERE user_id = $1 AND notes <> ''")
+        .bind::<SqlUuid, _>(user_id)
+        .execute(conn)
+        .await
+}

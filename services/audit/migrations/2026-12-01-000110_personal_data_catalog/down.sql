@@ -1,0 +1,1 @@
+DELETE FROM action_types WHERE product = 'billing' AND action = 'billing.personal_data.erased';
