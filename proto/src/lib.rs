@@ -35,8 +35,14 @@ pub mod steward {
             tonic::include_proto!("steward.billing.v1");
         }
     }
+    pub mod quotas {
+        pub mod v1 {
+            tonic::include_proto!("steward.quotas.v1");
+        }
+    }
 }
 
 pub use steward::billing::v1 as billing;
 pub use steward::notifications::v1 as notifications;
+pub use steward::quotas::v1 as quotas;
 pub use steward::{accounts::v1 as accounts, audit::v1 as audit, common::v1 as common};
