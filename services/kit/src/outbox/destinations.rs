@@ -11,6 +11,10 @@ use steward_proto::{
         EnqueueNotificationsRequest, Notification,
         notification_ingest_service_client::NotificationIngestServiceClient,
     },
+    quotas::{
+        ApplyMembershipEventsRequest, MembershipEvent,
+        quotas_sync_service_client::QuotasSyncServiceClient,
+    },
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -144,6 +148,40 @@ impl Destination for NotificationDestination {
             .enqueue_notifications(
                 self.credentials
                     .authorize(EnqueueNotificationsRequest { notifications }),
+            )
+            .await
+            .map(|_| ())
+            .map_err(DeliveryError::from_status)
+    }
+}
+
+/// `steward.quotas.v1.QuotasSyncService/ApplyMembershipEvents`.
+pub struct QuotasSyncDestination {
+    client: QuotasSyncServiceClient<Channel>,
+    credentials: ServiceCredentials,
+}
+
+impl QuotasSyncDestination {
+    pub fn new(endpoint: &str, signer: TokenSigner, service: &str) -> Result<Self, DeliveryError> {
+        Ok(Self {
+            client: QuotasSyncServiceClient::new(channel(endpoint)?),
+            credentials: ServiceCredentials {
+                signer,
+                subject: format!("service:{service}"),
+            },
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Destination for QuotasSyncDestination {
+    async fn deliver(&self, payloads: Vec<Vec<u8>>) -> Result<(), DeliveryError> {
+        let events = decode_all::<MembershipEvent>(payloads)?;
+        self.client
+            .clone()
+            .apply_membership_events(
+                self.credentials
+                    .authorize(ApplyMembershipEventsRequest { events }),
             )
             .await
             .map(|_| ())
