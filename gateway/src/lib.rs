@@ -6,7 +6,8 @@
 //!
 //! * [`proxy`]: the per-call pipeline;
 //! * [`identity`]: token verification, JWKS, API token exchange, sessions;
-//! * [`limits`]: rate limits; [`refusals`]: audit of refusals;
+//! * [`limits`]: rate limits; [`refusals`]: audit of refusals, through
+//!   the durable local [`spool`];
 //! * [`metrics`]: per-method calls, codes and latency at `GET /metrics`.
 
 /// How the gateway names itself in traces (`steward.component`).
@@ -17,13 +18,15 @@ pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod refusals;
+pub mod spool;
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use steward_kit::{
     auth::{KeySet, PolicyTable, TokenSigner},
-    server::{self, ServerConfig},
+    server,
 };
 use tokio::{net::TcpListener, sync::watch};
 use tonic::transport::{Channel, Endpoint};
@@ -41,6 +44,11 @@ pub struct GatewayConfig {
     pub audit_endpoint: Option<String>,
     /// Browser origins allowed to call (gRPC-Web); empty: none.
     pub cors_origins: Vec<String>,
+    /// Peers in front of the gateway (a load balancer, an ingress) whose
+    /// `x-forwarded-for` is believed: the client address rate limits key on
+    /// and audit records. Default: none, so any other peer's header is
+    /// ignored and the client is the TCP peer.
+    pub trusted_proxies: Vec<IpNet>,
     pub rate_limits: RateLimitConfig,
     #[serde(with = "humantime_serde")]
     pub jwks_refresh_interval: Duration,
@@ -54,8 +62,27 @@ pub struct GatewayConfig {
     pub api_token_cache_ttl: Duration,
     /// Verified tokens kept in memory.
     pub token_cache_size: usize,
-    /// Refusal audit events held while the audit service is slow or down.
+    /// Refusals queued in memory before they are spooled; beyond it they
+    /// are counted and summarised.
     pub audit_buffer: usize,
+    /// Where refusal audit events wait for the audit service: a directory
+    /// of their own (append-only segments, one gateway process at a time).
+    /// Required; `steward up` and `steward serve gateway` put it in the data
+    /// dir when unset.
+    pub refusal_spool_dir: Option<PathBuf>,
+    /// The most the spool holds on disk; beyond it refusals are counted and
+    /// summarised in one event.
+    pub refusal_spool_max_bytes: u64,
+    /// Per window and per (method, reason, client address), the first
+    /// `refusal_flood_sample` refusals are recorded one by one and the rest
+    /// summarised in one event when the window closes.
+    #[serde(with = "humantime_serde")]
+    pub refusal_flood_window: Duration,
+    pub refusal_flood_sample: u64,
+    /// The longest wait between two attempts to ship refusals to an
+    /// unavailable audit service (retried forever).
+    #[serde(with = "humantime_serde")]
+    pub refusal_retry_max_backoff: Duration,
     /// HTTP/2 connections kept open to each backend.
     pub connections_per_backend: usize,
 }
@@ -77,12 +104,18 @@ impl Default for GatewayConfig {
             backends,
             audit_endpoint: None,
             cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             rate_limits: RateLimitConfig::default(),
             jwks_refresh_interval: Duration::from_secs(300),
             session_check_ttl: Duration::from_secs(5),
             api_token_cache_ttl: Duration::from_secs(60),
             token_cache_size: 100_000,
             audit_buffer: 10_000,
+            refusal_spool_dir: None,
+            refusal_spool_max_bytes: 256 * 1024 * 1024,
+            refusal_flood_window: Duration::from_secs(10),
+            refusal_flood_sample: 20,
+            refusal_retry_max_backoff: Duration::from_secs(30),
             connections_per_backend: 2,
         }
     }
@@ -91,13 +124,11 @@ impl Default for GatewayConfig {
 /// What the gateway is built from.
 pub struct Deps {
     pub config: GatewayConfig,
-    /// Trusted proxies (in front of the gateway) and the like.
-    pub server: ServerConfig,
     pub policies: PolicyTable,
     /// Keys accepted besides the JWKS (configured public keys).
     pub keys: KeySet,
     /// Mints the gateway's PLATFORM_SERVICE tokens (audit ingest, session
-    /// checks); without it refusals are only counted and sessions are
+    /// checks); without it refusals wait in the spool and sessions are
     /// trusted until their tokens expire.
     pub signer: Option<TokenSigner>,
 }
@@ -110,6 +141,10 @@ pub enum BuildError {
     NoAccounts,
     #[error("gateway.cors_origins: {0} is not a valid origin")]
     Origin(String),
+    #[error("gateway.refusal_spool_dir is required (where refusals wait for the audit service)")]
+    NoSpoolDir,
+    #[error("gateway.refusal_spool_dir: {0}")]
+    Spool(#[from] spool::OpenError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -172,8 +207,30 @@ impl Application {
             )),
             _ => None,
         };
-        let (refusals, shipper) =
-            refusals::RefusalAudit::new(config.audit_buffer, ingest, metrics.clone());
+        let spool_dir = config
+            .refusal_spool_dir
+            .as_deref()
+            .ok_or(BuildError::NoSpoolDir)?;
+        let spool = spool::Spool::open(spool_dir, config.refusal_spool_max_bytes)?;
+        let waiting = spool.pending();
+        if !waiting.is_empty() {
+            tracing::info!(
+                segments = waiting.len(),
+                bytes = spool.bytes(),
+                "refusals spooled before this start are shipped again"
+            );
+        }
+        let (refusals, shipper) = refusals::RefusalAudit::new(
+            &refusals::Settings {
+                queue: config.audit_buffer,
+                flood_window: config.refusal_flood_window,
+                flood_sample: config.refusal_flood_sample,
+                max_backoff: config.refusal_retry_max_backoff,
+            },
+            spool,
+            ingest,
+            metrics.clone(),
+        );
         let identity = Arc::new(identity::Identity::new(
             deps.keys,
             accounts,
@@ -211,7 +268,7 @@ impl Application {
             limits: limits::Limits::new(&config.rate_limits),
             refusals,
             metrics,
-            trusted_proxies: deps.server.trusted_proxies.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
             local,
         });
         for origin in &config.cors_origins {

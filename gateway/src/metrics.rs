@@ -1,6 +1,6 @@
 //! Prometheus-style metrics of the gateway: per method, calls by gRPC status
 //! code and a latency histogram; plus counters of what it refuses and of
-//! audit events it had to drop. Rendered in the text exposition format at
+//! the refusal audit (spooled, shipped, summarised, dropped, spool size). Rendered in the text exposition format at
 //! `GET /metrics` on the gateway's port.
 
 use std::{
@@ -36,6 +36,10 @@ struct State {
     refused: BTreeMap<String, u64>,
     audit_dropped: u64,
     audit_failed_batches: u64,
+    refusals_spooled: u64,
+    refusals_shipped: u64,
+    refusals_summarised: u64,
+    spool_bytes: u64,
 }
 
 #[derive(Clone, Default)]
@@ -70,19 +74,56 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    pub fn record_audit_dropped(&self) {
-        self.state.lock().expect("metrics lock").audit_dropped += 1;
+    /// Refusal events the audit trail will not get at all.
+    pub fn record_audit_dropped(&self, n: u64) {
+        self.state().audit_dropped += n;
     }
 
     pub fn record_audit_batch_failed(&self) {
-        self.state
-            .lock()
-            .expect("metrics lock")
-            .audit_failed_batches += 1;
+        self.state().audit_failed_batches += 1;
+    }
+
+    /// Refusal events written (and synced) to the spool.
+    pub fn record_refusals_spooled(&self, n: u64) {
+        self.state().refusals_spooled += n;
+    }
+
+    /// Refusal events the audit service acknowledged.
+    pub fn record_refusals_shipped(&self, n: u64) {
+        self.state().refusals_shipped += n;
+    }
+
+    /// Refusals counted in a summary event instead of recorded one by one.
+    pub fn record_refusals_summarised(&self, n: u64) {
+        self.state().refusals_summarised += n;
+    }
+
+    pub fn set_spool_bytes(&self, bytes: u64) {
+        self.state().spool_bytes = bytes;
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("metrics lock")
     }
 
     pub fn audit_dropped(&self) -> u64 {
-        self.state.lock().expect("metrics lock").audit_dropped
+        self.state().audit_dropped
+    }
+
+    pub fn refusals_spooled(&self) -> u64 {
+        self.state().refusals_spooled
+    }
+
+    pub fn refusals_shipped(&self) -> u64 {
+        self.state().refusals_shipped
+    }
+
+    pub fn refusals_summarised(&self) -> u64 {
+        self.state().refusals_summarised
+    }
+
+    pub fn spool_bytes(&self) -> u64 {
+        self.state().spool_bytes
     }
 
     /// The text exposition format.
@@ -132,20 +173,48 @@ impl Metrics {
                 "steward_gateway_refused_total{{reason=\"{reason}\"}} {n}"
             );
         }
-        out.push_str("# HELP steward_gateway_audit_dropped_total Refusal audit events dropped because the buffer was full.\n");
-        out.push_str("# TYPE steward_gateway_audit_dropped_total counter\n");
-        let _ = writeln!(
-            out,
-            "steward_gateway_audit_dropped_total {}",
-            state.audit_dropped
-        );
-        out.push_str("# HELP steward_gateway_audit_failed_batches_total Refusal audit batches the audit service did not take (retried).\n");
-        out.push_str("# TYPE steward_gateway_audit_failed_batches_total counter\n");
-        let _ = writeln!(
-            out,
-            "steward_gateway_audit_failed_batches_total {}",
-            state.audit_failed_batches
-        );
+        for (name, kind, help, value) in [
+            (
+                "steward_gateway_refusals_spooled_total",
+                "counter",
+                "Refusal audit events written to the local spool.",
+                state.refusals_spooled,
+            ),
+            (
+                "steward_gateway_refusals_shipped_total",
+                "counter",
+                "Refusal audit events the audit service acknowledged.",
+                state.refusals_shipped,
+            ),
+            (
+                "steward_gateway_refusals_summarised_total",
+                "counter",
+                "Refusals counted in a summary event rather than recorded one by one (flood, full queue or spool).",
+                state.refusals_summarised,
+            ),
+            (
+                "steward_gateway_audit_dropped_total",
+                "counter",
+                "Refusal audit events lost: refused for good by the audit service, or not spooled at shutdown.",
+                state.audit_dropped,
+            ),
+            (
+                "steward_gateway_audit_failed_batches_total",
+                "counter",
+                "Refusal audit batches the audit service did not take (retried).",
+                state.audit_failed_batches,
+            ),
+            (
+                "steward_gateway_refusal_spool_bytes",
+                "gauge",
+                "Bytes of refusal audit events in the local spool.",
+                state.spool_bytes,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        }
         out
     }
 }
@@ -255,7 +324,9 @@ mod tests {
         m.record_call("/a.B/C", tonic::Code::Ok, 0.003);
         m.record_call("/a.B/C", tonic::Code::PermissionDenied, 0.2);
         m.record_refusal("ROLE_REQUIRED");
-        m.record_audit_dropped();
+        m.record_audit_dropped(1);
+        m.record_refusals_spooled(3);
+        m.set_spool_bytes(4096);
         let text = m.render();
         assert!(text.contains("steward_gateway_calls_total{method=\"/a.B/C\",code=\"Ok\"} 1"));
         assert!(text.contains(
@@ -269,6 +340,9 @@ mod tests {
         ));
         assert!(text.contains("steward_gateway_refused_total{reason=\"ROLE_REQUIRED\"} 1"));
         assert!(text.contains("steward_gateway_audit_dropped_total 1"));
+        assert!(text.contains("steward_gateway_refusals_spooled_total 3"));
+        assert!(text.contains("# TYPE steward_gateway_refusal_spool_bytes gauge"));
+        assert!(text.contains("steward_gateway_refusal_spool_bytes 4096"));
     }
 }
 

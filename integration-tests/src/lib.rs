@@ -80,7 +80,9 @@ pub struct Options {
     /// Also run billing (same database) with this configuration.
     pub billing: Option<steward_billing::BillingConfig>,
     /// Also run the gateway in front of every service spawned, with this
-    /// configuration (listen and backends are filled in).
+    /// configuration (listen and backends are filled in, and a temporary
+    /// refusal spool unless one is set). It runs on its own, so that
+    /// [`TestApp::restart_gateway`] can restart it alone.
     pub gateway: Option<steward_gateway::GatewayConfig>,
     /// Accounts' sign-in rules (lockout thresholds and the like).
     pub identity: Option<steward_accounts::IdentityConfig>,
@@ -97,14 +99,71 @@ pub struct TestApp {
     channel: Channel,
     audit_channel: Option<Channel>,
     billing_channel: Option<Channel>,
-    gateway: Option<(Channel, steward_gateway::metrics::Metrics)>,
+    gateway: Option<RunningGateway>,
     /// The gateway's address (`http://...`), when spawned with one.
     pub gateway_endpoint: Option<String>,
+    /// The refusal spool made for the gateway (removed on drop).
+    _spool: Option<TempDir>,
     /// What the suite was built from, to start more components later.
     config: Config,
     resolved: Resolved,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The gateway, run apart from the other components.
+struct RunningGateway {
+    channel: Channel,
+    metrics: steward_gateway::metrics::Metrics,
+    /// Its configuration, backends filled in: what a restart builds again.
+    config: Config,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        Self(std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::now_v7())))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Builds and starts a gateway-only suite from `config`.
+async fn start_gateway(config: Config, resolved: &Resolved) -> (RunningGateway, String) {
+    let suite = Suite::build(config.clone(), resolved, &[Component::Gateway])
+        .await
+        .expect("build the gateway");
+    let endpoint = suite.url(Component::Gateway);
+    let metrics = suite.gateway_metrics().expect("gateway built");
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        suite
+            .run_until_stopped(stopped)
+            .await
+            .expect("the gateway runs");
+    });
+    wait_for_port(&endpoint).await;
+    let channel = Channel::from_shared(endpoint.clone())
+        .expect("valid url")
+        .connect_lazy();
+    (
+        RunningGateway {
+            channel,
+            metrics,
+            config,
+            stop,
+            task,
+        },
+        endpoint,
+    )
 }
 
 async fn wait_for_port(endpoint: &str) {
@@ -198,9 +257,6 @@ impl TestApp {
         if options.billing.is_some() {
             components.push(Component::Billing);
         }
-        if options.gateway.is_some() {
-            components.push(Component::Gateway);
-        }
         let suite = Suite::build(config.clone(), &resolved, &components)
             .await
             .expect("build the suite");
@@ -211,10 +267,26 @@ impl TestApp {
         let audit_url =
             url(Component::Audit).or_else(|| options.audit_listen.map(|a| format!("http://{a}")));
         let billing_url = url(Component::Billing);
-        let gateway_endpoint = url(Component::Gateway);
-        let gateway = gateway_endpoint
-            .as_deref()
-            .map(|u| (lazy(u), suite.gateway_metrics().expect("gateway built")));
+        let mut spool = None;
+        let mut gateway = None;
+        let mut gateway_endpoint = None;
+        if options.gateway.is_some() {
+            let mut config = config.clone();
+            for (component, addr) in suite.addrs() {
+                config
+                    .gateway
+                    .backends
+                    .insert(component.name().to_owned(), format!("http://{addr}"));
+            }
+            if config.gateway.refusal_spool_dir.is_none() {
+                let dir = TempDir::new("steward-gateway-spool");
+                config.gateway.refusal_spool_dir = Some(dir.0.clone());
+                spool = Some(dir);
+            }
+            let (running, endpoint) = start_gateway(config, &resolved).await;
+            gateway = Some(running);
+            gateway_endpoint = Some(endpoint);
+        }
         let (stop, stopped) = watch::channel(false);
         let tasks = vec![tokio::spawn(async move {
             suite
@@ -234,6 +306,7 @@ impl TestApp {
             billing_channel: billing_url.as_deref().map(lazy),
             gateway,
             gateway_endpoint,
+            _spool: spool,
             config,
             resolved,
             stop,
@@ -245,7 +318,7 @@ impl TestApp {
         self.gateway
             .as_ref()
             .expect("spawned with a gateway")
-            .0
+            .channel
             .clone()
     }
 
@@ -254,8 +327,26 @@ impl TestApp {
         self.gateway
             .as_ref()
             .expect("spawned with a gateway")
-            .1
+            .metrics
             .clone()
+    }
+
+    /// Stops the gateway alone (draining it), then builds and starts it
+    /// again with the same configuration (the same refusal spool) on a new
+    /// port. `change` adjusts the configuration first.
+    pub async fn restart_gateway(
+        &mut self,
+        change: impl FnOnce(&mut steward_gateway::GatewayConfig),
+    ) {
+        let old = self.gateway.take().expect("spawned with a gateway");
+        let _ = old.stop.send(true);
+        old.task.await.expect("the gateway stopped");
+        let mut config = old.config;
+        change(&mut config.gateway);
+        config.gateway.listen = any_port();
+        let (running, endpoint) = start_gateway(config, &self.resolved).await;
+        self.gateway = Some(running);
+        self.gateway_endpoint = Some(endpoint);
     }
 
     /// Accounts through the gateway, with `token` as bearer.
@@ -381,9 +472,13 @@ impl TestApp {
     }
 
     /// Stops the servers and waits for them to drain.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        for task in self.tasks {
+        if let Some(gateway) = self.gateway.take() {
+            let _ = gateway.stop.send(true);
+            let _ = gateway.task.await;
+        }
+        for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
     }

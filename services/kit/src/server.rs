@@ -25,6 +25,7 @@ use crate::{
 #[serde(default)]
 pub struct ServerConfig {
     /// Peers allowed to tell us the client's address (the gateway, ingress).
+    /// Default: none (`steward up` trusts loopback, where its gateway is).
     pub trusted_proxies: Vec<IpNet>,
     /// Upper bound per call; a shorter `grpc-timeout` from the client wins.
     #[serde(with = "humantime_serde")]
@@ -37,7 +38,8 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            trusted_proxies: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            // Trust no proxy unless told: any peer could forge the header.
+            trusted_proxies: Vec::new(),
             request_timeout: Duration::from_secs(30),
             concurrency_limit: 1024,
         }

@@ -39,6 +39,13 @@ async fn run_until_signal(suite: Suite) -> anyhow::Result<()> {
     running.await?
 }
 
+/// The gateway's refusal spool, when not configured: in the data dir.
+fn spool_in_data_dir(config: &mut Config) {
+    if config.gateway.refusal_spool_dir.is_none() {
+        config.gateway.refusal_spool_dir = Some(config.data_dir().join("gateway-refusals"));
+    }
+}
+
 pub async fn migrate(config: Config, components: &[Component]) -> anyhow::Result<()> {
     let database = resolve::database(&config).await?;
     for component in components {
@@ -69,6 +76,12 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
     if config.audit.checkpoint_dir.is_none() {
         config.audit.checkpoint_dir = Some(config.data_dir().join("audit-checkpoints"));
     }
+    if config.gateway.trusted_proxies.is_empty() {
+        eprintln!(
+            "the gateway trusts no proxy: clients' x-forwarded-for is ignored (gateway.trusted_proxies)"
+        );
+    }
+    spool_in_data_dir(&mut config);
     let (resolved, _database) = resolve::resolve(&config).await?;
     let suite = Suite::build(config, &resolved, &Component::ALL).await?;
     println!("database       {}", redact(&resolved.database_url));
@@ -99,6 +112,9 @@ pub async fn serve(mut config: Config, component: Component) -> anyhow::Result<(
     }
     if component == Component::Audit {
         resolve::audit_chain_key(&mut config)?;
+    }
+    if component == Component::Gateway {
+        spool_in_data_dir(&mut config);
     }
     let (resolved, _database) = resolve::resolve(&config).await?;
     let suite = Suite::build(config, &resolved, &[component]).await?;

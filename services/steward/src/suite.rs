@@ -183,7 +183,6 @@ impl Suite {
             }
             let app = gateway::Application::build(gateway::Deps {
                 config: config.gateway.clone(),
-                server: config.server.clone(),
                 policies: resolved.security()?.policies,
                 keys: resolved.retired.clone(),
                 signer: Some(resolved.signer.clone()),
