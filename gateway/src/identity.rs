@@ -2,6 +2,12 @@
 //! publishes (JWKS, refreshed in the background), verified tokens cached
 //! until they expire, API token secrets exchanged for access tokens, and
 //! impersonation sessions checked so a stopped session stops working.
+//!
+//! Every call, cached or not, is also checked against the revocation list
+//! accounts streams (kit's `auth::revocations`, followed by
+//! [`Identity::follow_revocations`]), so a suspended user, a stopped
+//! session or a deleted API token is refused within milliseconds of the
+//! change, whatever the caches hold.
 
 use std::{
     collections::HashMap,
@@ -12,7 +18,10 @@ use std::{
 use sha2::{Digest, Sha256};
 use steward_kit::{
     RequestContext,
-    auth::{Claims, KeySet, Role, TokenSigner, TokenVerifier, token::TokenError},
+    auth::{
+        Claims, KeySet, Revocations, Role, TokenSigner, TokenVerifier, revocations::Feed,
+        token::TokenError,
+    },
     context::keys,
 };
 use steward_proto::accounts::{
@@ -68,8 +77,10 @@ pub struct Identity {
     /// session id -> active?
     sessions: Mutex<HashMap<String, Cached<bool>>>,
     accounts: AuthServiceClient<Channel>,
+    accounts_channel: Channel,
     signer: Option<TokenSigner>,
     cache: CacheConfig,
+    revocations: Revocations,
 }
 
 /// Bounds of the identity caches.
@@ -119,8 +130,10 @@ impl Identity {
             tokens: Mutex::new(HashMap::new()),
             api_tokens: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
-            accounts: AuthServiceClient::new(accounts),
+            accounts: AuthServiceClient::new(accounts.clone()),
+            accounts_channel: accounts,
             signer,
+            revocations: Revocations::new(),
             cache: CacheConfig {
                 size: cache.size.max(16),
                 ..cache
@@ -178,11 +191,37 @@ impl Identity {
         }
     }
 
+    /// Keeps the revocation list current until `stopped` (see kit's
+    /// `auth::revocations` for what happens while the stream is down).
+    /// Without a signing key the gateway cannot subscribe, and revoked
+    /// tokens are refused only by the services behind it.
+    pub async fn follow_revocations(self: Arc<Self>, stopped: watch::Receiver<bool>) {
+        let Some(signer) = self.signer.clone() else {
+            tracing::warn!("no signing key: the gateway does not follow the revocation list");
+            return;
+        };
+        Feed::new(self.accounts_channel.clone(), signer, "service:gateway")
+            .run(self.revocations.clone(), stopped)
+            .await;
+    }
+
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
     fn verifier(&self) -> Arc<TokenVerifier> {
         self.verifier.read().expect("lock").clone()
     }
 
+    /// Verifies (or finds the verification cached), then checks the
+    /// revocation list, which is never cached.
     async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let claims = self.verify_signature(token).await?;
+        self.revocations.check(&claims)?;
+        Ok(claims)
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         if let Some(claims) = fresh(&self.tokens, token) {
             return Ok(claims);
         }
@@ -238,7 +277,12 @@ impl Identity {
     async fn exchange(&self, secret: &str, context: &RequestContext) -> Result<Exchanged, Status> {
         let digest = Sha256::digest(secret.as_bytes()).to_vec();
         if let Some(exchanged) = fresh(&self.api_tokens, &digest) {
-            return Ok(exchanged);
+            if self.revocations.check(&exchanged.1).is_ok() {
+                return Ok(exchanged);
+            }
+            // Revoked (token deleted, account suspended): ask accounts
+            // again, which refuses it.
+            self.api_tokens.lock().expect("lock").remove(&digest);
         }
         let mut request = tonic::Request::new(ExchangeApiTokenRequest {
             secret: secret.to_owned(),

@@ -317,6 +317,12 @@ impl Application {
                 .clone()
                 .run_jwks_refresher(self.config.jwks_refresh_interval, tasks_stopped.clone()),
         );
+        tasks.spawn(
+            self.shared
+                .identity
+                .clone()
+                .follow_revocations(tasks_stopped.clone()),
+        );
         tasks.spawn(self.shipper.run(tasks_stopped.clone()));
         let shared = self.shared.clone();
         let mut housekeeping_stopped = tasks_stopped.clone();

@@ -159,6 +159,14 @@ impl Application {
             tasks_stopped.clone(),
         ));
         let commands = Commands::new(self.deps.pool.clone(), error::CONSTRAINTS);
+        // Streams end when the server stops (not after), so that graceful
+        // shutdown does not wait on subscribers.
+        let revocations = identity::revocations::hub::Hub::new(
+            commands.clone(),
+            &self.deps.database_url,
+            shutdown.clone(),
+        );
+        tasks.spawn(revocations.clone().run());
         tasks.spawn(erasure::job::run(
             commands.clone(),
             self.deps.config.erasure_interval,
@@ -172,6 +180,7 @@ impl Application {
             },
             self.deps.retired_keys.clone(),
             self.deps.page_tokens.clone(),
+            revocations,
         );
         let mut stop = shutdown.clone();
         let served = server::serve(

@@ -108,6 +108,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    revocations (id) {
+        id -> Int8,
+        kind -> Text,
+        subject -> Text,
+        not_before -> Timestamptz,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     credentials,

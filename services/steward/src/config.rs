@@ -19,6 +19,11 @@ pub struct AuthConfig {
     pub signing_key_file: Option<PathBuf>,
     /// Extra base64 Ed25519 public keys accepted (rotation, other issuers).
     pub public_keys: Vec<String>,
+    /// Accounts' address, for components of a process that does not run
+    /// accounts itself: they follow its revocation list
+    /// (`AuthService/WatchRevocations`). Unset: the accounts of this
+    /// process; a process with neither checks no revocations (warned).
+    pub accounts_endpoint: Option<String>,
 }
 
 /// `[metrics]`: the admin address serving Prometheus `GET /metrics`.

@@ -12,7 +12,11 @@ use steward_audit as audit;
 use steward_billing as billing;
 use steward_gateway as gateway;
 use steward_kit::{
-    auth::{KeySet, PolicyTable, TokenSigner, TokenVerifier, refusals::RefusalAudit},
+    auth::{
+        KeySet, PolicyTable, Revocations, TokenSigner, TokenVerifier,
+        refusals::RefusalAudit,
+        revocations::{Feed, stream_channel},
+    },
     db,
     page::PageTokens,
     server::Security,
@@ -32,22 +36,29 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    fn security(&self) -> anyhow::Result<Security> {
+    /// Verifies with the signing and retired keys, and refuses what the
+    /// process's revocation list revokes.
+    fn security(&self, revocations: &Revocations) -> anyhow::Result<Security> {
         let mut keys = self.retired.clone();
         keys.add(self.signer.verifying_key());
         Ok(Security {
             policies: PolicyTable::from_descriptor_set(steward_proto::FILE_DESCRIPTOR_SET)?,
-            verifier: TokenVerifier::new(keys),
+            verifier: TokenVerifier::new(keys).with_revocations(revocations.clone()),
             refusals: None,
         })
     }
 
     /// [`Resolved::security`] of a service that records the access refusals
     /// it decides in its own outbox, as `source`.
-    fn security_recording(&self, pool: &db::Pool, source: &'static str) -> anyhow::Result<Security> {
+    fn security_recording(
+        &self,
+        revocations: &Revocations,
+        pool: &db::Pool,
+        source: &'static str,
+    ) -> anyhow::Result<Security> {
         Ok(Security {
             refusals: Some(RefusalAudit::spawn(pool.clone(), source)),
-            ..self.security()?
+            ..self.security(revocations)?
         })
     }
 
@@ -81,6 +92,10 @@ pub struct Suite {
     addrs: BTreeMap<Component, SocketAddr>,
     metrics: Option<TcpListener>,
     gateway_metrics: Option<gateway::metrics::Metrics>,
+    /// The revocation list every service of this process checks (the
+    /// gateway follows its own), and the subscription keeping it current.
+    revocations: Revocations,
+    feed: Option<Feed>,
 }
 
 impl Suite {
@@ -103,7 +118,10 @@ impl Suite {
             addrs: BTreeMap::new(),
             metrics: None,
             gateway_metrics: None,
+            revocations: Revocations::new(),
+            feed: None,
         };
+        let revocations = suite.revocations.clone();
         if let Some(listen) = config.metrics.listen {
             suite.metrics = Some(
                 TcpListener::bind(listen)
@@ -115,7 +133,7 @@ impl Suite {
             db::migrate(url, audit::SCHEMA, audit::MIGRATIONS).await?;
             let app = audit::Application::build(audit::Deps {
                 pool: db::pool(url, audit::SCHEMA, &config.pool).await?,
-                security: resolved.security()?,
+                security: resolved.security(&revocations)?,
                 page_tokens: resolved.page_tokens(),
                 server: config.server.clone(),
                 config: config.audit.clone(),
@@ -135,7 +153,7 @@ impl Suite {
             db::migrate(url, accounts::SCHEMA, accounts::MIGRATIONS).await?;
             let pool = db::pool(url, accounts::SCHEMA, &config.pool).await?;
             let app = accounts::Application::build(accounts::Deps {
-                security: resolved.security_recording(&pool, accounts::SOURCE)?,
+                security: resolved.security_recording(&revocations, &pool, accounts::SOURCE)?,
                 pool,
                 database_url: url.to_owned(),
                 page_tokens: resolved.page_tokens(),
@@ -157,7 +175,7 @@ impl Suite {
             db::migrate(url, billing::SCHEMA, billing::MIGRATIONS).await?;
             let pool = db::pool(url, billing::SCHEMA, &config.pool).await?;
             let app = billing::Application::build(billing::Deps {
-                security: resolved.security_recording(&pool, billing::SOURCE)?,
+                security: resolved.security_recording(&revocations, &pool, billing::SOURCE)?,
                 pool,
                 database_url: url.to_owned(),
                 page_tokens: resolved.page_tokens(),
@@ -174,6 +192,30 @@ impl Suite {
                 App::Billing(Box::new(app)),
             );
         }
+        // Audit (built first) and every later service share the list; the
+        // subscription starts with the suite.
+        let accounts_endpoint = config.auth.accounts_endpoint.clone().or_else(|| {
+            suite
+                .addr(Component::Accounts)
+                .map(|_| suite.url(Component::Accounts))
+        });
+        match accounts_endpoint {
+            Some(endpoint) => {
+                let channel = stream_channel(&endpoint)
+                    .with_context(|| format!("auth.accounts_endpoint {endpoint}"))?;
+                suite.feed = Some(Feed::new(
+                    channel,
+                    resolved.signer.clone(),
+                    "service:steward",
+                ));
+            }
+            None if wanted(Component::Audit) || wanted(Component::Billing) => {
+                tracing::warn!(
+                    "no accounts in this process and auth.accounts_endpoint unset: revoked tokens are accepted until they expire"
+                );
+            }
+            None => {}
+        }
         if wanted(Component::Gateway) {
             for (component, addr) in &suite.addrs {
                 config
@@ -183,7 +225,7 @@ impl Suite {
             }
             let app = gateway::Application::build(gateway::Deps {
                 config: config.gateway.clone(),
-                policies: resolved.security()?.policies,
+                policies: resolved.security(&revocations)?.policies,
                 keys: resolved.retired.clone(),
                 signer: Some(resolved.signer.clone()),
             })
@@ -235,6 +277,13 @@ impl Suite {
         let mut tasks = tokio::task::JoinSet::new();
         for app in self.apps {
             tasks.spawn(app.run(inner.clone()));
+        }
+        if let Some(feed) = self.feed {
+            let (revocations, inner) = (self.revocations.clone(), inner.clone());
+            tasks.spawn(async move {
+                feed.run(revocations, inner).await;
+                Ok(())
+            });
         }
         if let Some(listener) = self.metrics {
             let inner = inner.clone();

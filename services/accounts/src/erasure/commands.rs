@@ -12,6 +12,7 @@ use crate::{
         erasure::{digest, salt_for},
     },
     error::Error,
+    identity::revocations,
     settings::store as settings,
     users::{
         batch::{Batch, Outcome},
@@ -57,6 +58,7 @@ pub async fn erase_personal_data(
     };
     let erased = users::update(conn, user.id, changes).await?;
     collaborations::revoke_open_for_user(conn, user.id).await?;
+    revocations::revoke_user(conn, user.id).await?;
     *record = record
         .clone()
         .subject(&user.id.to_string())

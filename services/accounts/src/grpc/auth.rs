@@ -20,6 +20,7 @@ use crate::{
     IdentityConfig,
     identity::{
         Issuer, api_tokens, commands as identity, impersonation, passwords,
+        revocations::hub::Hub,
         store::{self, SessionFilter},
         two_factor,
     },
@@ -33,10 +34,17 @@ pub struct AuthApi {
     /// inside their overlap window.
     published: KeySet,
     pages: PageTokens,
+    revocations: Hub,
 }
 
 impl AuthApi {
-    pub fn new(commands: Commands, issuer: Issuer, retired: KeySet, pages: PageTokens) -> Self {
+    pub fn new(
+        commands: Commands,
+        issuer: Issuer,
+        retired: KeySet,
+        pages: PageTokens,
+        revocations: Hub,
+    ) -> Self {
         let mut published = retired;
         published.add(issuer.signer.verifying_key());
         Self {
@@ -44,6 +52,7 @@ impl AuthApi {
             issuer,
             published,
             pages,
+            revocations,
         }
     }
 
@@ -366,5 +375,19 @@ impl pb::auth_service_server::AuthService for AuthApi {
                 .is_some_and(|s| s.is_active(chrono::Utc::now())),
             expire_time: found.map(|s| convert::timestamp(s.expires_at)),
         }))
+    }
+
+    type WatchRevocationsStream = tonic::codegen::BoxStream<pb::WatchRevocationsResponse>;
+
+    async fn watch_revocations(
+        &self,
+        _request: Request<pb::WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        use tokio_stream::StreamExt;
+        let updates = self
+            .revocations
+            .watch()
+            .map(|update| update.map(req::revocations).map_err(Status::from));
+        Ok(Response::new(Box::pin(updates)))
     }
 }

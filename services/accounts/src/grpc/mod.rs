@@ -31,8 +31,15 @@ pub fn routes(
     issuer: Issuer,
     retired_keys: KeySet,
     tokens: PageTokens,
+    revocations: crate::identity::revocations::hub::Hub,
 ) -> tonic::service::Routes {
-    let auth = auth::AuthApi::new(commands.clone(), issuer, retired_keys, tokens.clone());
+    let auth = auth::AuthApi::new(
+        commands.clone(),
+        issuer,
+        retired_keys,
+        tokens.clone(),
+        revocations,
+    );
     tonic::service::Routes::new(AccountsServiceServer::new(AccountsApi::new(
         commands, tokens,
     )))

@@ -73,6 +73,7 @@ pub async fn refresh(tx: &mut Tx<'_>, caller: &Caller, id: Uuid) -> Result<Issue
 pub async fn delete(tx: &mut Tx<'_>, caller: &Caller, id: Uuid) -> Result<(), Error> {
     let token = lock_own(tx, caller, id).await?;
     store::delete_api_token(tx.conn, id).await?;
+    super::revocations::revoke_api_token(tx.conn, &token).await?;
     tx.note(|r| r.comment("name", token.name.clone()));
     Ok(())
 }

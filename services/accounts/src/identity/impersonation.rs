@@ -121,6 +121,7 @@ pub async fn stop(
         .clone()
         .unwrap_or_else(|| caller.user_id.clone());
     let ended = store::end_session(tx.conn, id, &by).await?;
+    super::revocations::revoke_session(tx.conn, &ended).await?;
     let user = load_user(tx.conn, ended.user_id).await?;
     tell_user(tx.conn, "impersonation.stopped", &user, &ended).await?;
     tx.note(|r| {

@@ -6,6 +6,7 @@ pub mod api_tokens;
 pub mod commands;
 pub mod impersonation;
 pub mod passwords;
+pub mod revocations;
 pub mod store;
 pub mod two_factor;
 
@@ -53,13 +54,15 @@ pub(crate) fn chrono_duration(d: std::time::Duration) -> chrono::Duration {
 
 impl Issuer {
     /// A short-lived access token for `user` (plus impersonation or API
-    /// token claims set by `extra`).
+    /// token claims set by `extra`), never living longer than
+    /// [`revocations::MAX_ACCESS_TOKEN_LIFETIME`].
     pub fn access_token(
         &self,
         user: &User,
         ttl: std::time::Duration,
         extra: impl FnOnce(&mut Claims),
     ) -> Expiring {
+        let ttl = ttl.min(revocations::MAX_ACCESS_TOKEN_LIFETIME);
         let mut claims = Claims::new(user.id.to_string(), &user.roles, ttl);
         extra(&mut claims);
         let expires = DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now);

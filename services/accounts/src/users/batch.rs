@@ -12,6 +12,7 @@ use crate::{
     domain::{Refusal, StatusAction, User, UserStatus, status},
     error::Error,
     groups::store as groups,
+    identity::revocations,
     notify,
 };
 
@@ -137,6 +138,10 @@ async fn move_status(
         ..UserChanges::default()
     };
     let updated = users::update(conn, user.id, changes).await?;
+    if target != UserStatus::Active {
+        // Tokens already handed out stop now, not when they expire.
+        revocations::revoke_user(conn, user.id).await?;
+    }
     *event = event.clone().comment("to", target.as_str());
     Ok(Ok(updated))
 }

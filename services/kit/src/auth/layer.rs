@@ -59,7 +59,12 @@ fn is_access_refusal(code: Code) -> bool {
 }
 
 fn grpc_status(headers: &http::HeaderMap) -> Option<(Code, String)> {
-    let code = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    let code = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
     let message = headers
         .get("grpc-message")
         .and_then(|m| m.to_str().ok())
@@ -124,6 +129,13 @@ pub fn decide(
         None if policy.allows(Access::Public) => return Ok(None),
         None => return Err(Status::unauthenticated("missing bearer token")),
         Some(Err(TokenError::Expired)) => return Err(Status::unauthenticated("token expired")),
+        Some(Err(TokenError::Revoked)) => {
+            return Err(refusal(
+                Code::Unauthenticated,
+                "TOKEN_REVOKED",
+                "the token was revoked (account status, session stopped or API token deleted); sign in again",
+            ));
+        }
         Some(Err(err)) => return Err(Status::unauthenticated(format!("invalid token: {err}"))),
         Some(Ok(claims)) => claims,
     };
@@ -351,5 +363,25 @@ mod tests {
         assert_eq!(err.code(), Code::PermissionDenied);
         let plain = signer.sign(&Claims::new("u", &[Role::User], Duration::from_secs(60)));
         assert!(authorize(Some(&forbidden), Some(&plain), &verifier).is_ok());
+    }
+
+    #[test]
+    fn revoked_tokens_are_unauthenticated_with_a_reason() {
+        let (signer, verifier) = setup();
+        let revocations = crate::auth::Revocations::new();
+        let verifier = verifier.with_revocations(revocations.clone());
+        let token = signer.sign(&Claims::new("u", &[Role::User], Duration::from_secs(60)));
+        let with_self = policy(&[Access::Self_]);
+        assert!(authorize(Some(&with_self), Some(&token), &verifier).is_ok());
+        revocations.add([crate::auth::revocations::Entry {
+            kind: crate::auth::revocations::RevokedKind::User,
+            subject: "u".into(),
+            not_before_ms: chrono::Utc::now().timestamp_millis() + 1,
+            expires_at: chrono::Utc::now().timestamp() + 60,
+        }]);
+        let err = authorize(Some(&with_self), Some(&token), &verifier).unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated);
+        let info = tonic_types::StatusExt::get_details_error_info(&err).expect("error info");
+        assert_eq!(info.reason, "TOKEN_REVOKED");
     }
 }

@@ -7,14 +7,18 @@
 //!   the policy before a handler runs, leaving a [`Caller`] in the request.
 //! * [`refusals`]: the service's own access refusals, recorded once,
 //!   floods summarised.
+//! * [`revocations`]: the revocation list accounts streams, checked after
+//!   the signature.
 
 pub mod caller;
 pub mod layer;
 pub mod policy;
 pub mod refusals;
+pub mod revocations;
 pub mod token;
 
 pub use caller::{Caller, Grant};
 pub use layer::AuthLayer;
 pub use policy::{MethodPolicy, PolicyTable};
+pub use revocations::Revocations;
 pub use token::{Actor, Claims, KeySet, Role, TokenSigner, TokenVerifier};

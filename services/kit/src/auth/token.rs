@@ -80,6 +80,26 @@ impl Claims {
         }
     }
 
+    /// When the token was issued, in Unix milliseconds: read from the
+    /// UUIDv7 `jti` when it agrees with `iat` (tokens minted here carry
+    /// one), else the start of the `iat` second, the earliest it can have
+    /// been (so a revocation in that second refuses it).
+    pub fn issued_at_millis(&self) -> i64 {
+        let from_jti = self
+            .jti
+            .as_deref()
+            .and_then(|j| uuid::Uuid::parse_str(j).ok())
+            .and_then(|u| u.get_timestamp())
+            .map(|ts| {
+                let (secs, nanos) = ts.to_unix();
+                secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+            });
+        match from_jti {
+            Some(ms) if ms.div_euclid(1000) == self.iat => ms,
+            _ => self.iat * 1000,
+        }
+    }
+
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.iter().any(|r| Role::parse(r) == Some(role))
     }
@@ -106,6 +126,9 @@ pub enum TokenError {
     Expired,
     #[error("token not yet valid")]
     NotYetValid,
+    /// Valid, but revoked since it was issued (see `auth::revocations`).
+    #[error("token revoked")]
+    Revoked,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -251,12 +274,14 @@ pub fn jwk_x(key: &VerifyingKey) -> String {
     URL_SAFE_NO_PAD.encode(key.as_bytes())
 }
 
-/// Verifies tokens against a [`KeySet`].
+/// Verifies tokens against a [`KeySet`] (and, when given one, a
+/// revocation list).
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
     keys: KeySet,
     /// Allowed clock skew.
     leeway_secs: i64,
+    revocations: Option<super::revocations::Revocations>,
 }
 
 impl TokenVerifier {
@@ -264,7 +289,14 @@ impl TokenVerifier {
         Self {
             keys,
             leeway_secs: 30,
+            revocations: None,
         }
+    }
+
+    /// Also refuses tokens the list revokes ([`TokenError::Revoked`]).
+    pub fn with_revocations(mut self, revocations: super::revocations::Revocations) -> Self {
+        self.revocations = Some(revocations);
+        self
     }
 
     pub fn keys(&self) -> &KeySet {
@@ -302,6 +334,9 @@ impl TokenVerifier {
         }
         if claims.iat - self.leeway_secs > now {
             return Err(TokenError::NotYetValid);
+        }
+        if let Some(revocations) = &self.revocations {
+            revocations.check(&claims)?;
         }
         Ok(claims)
     }

@@ -18,6 +18,7 @@ use crate::{
         commands::SignIn,
         impersonation::Start,
         passwords::PasswordChange,
+        revocations::hub::Update,
         store::{ApiToken, ImpersonationSession, SessionFilter},
     },
 };
@@ -40,6 +41,17 @@ pub fn access_only(access: Expiring) -> pb::TokenPair {
         access,
         refresh: None,
     })
+}
+
+pub fn revocations(update: Update) -> pb::WatchRevocationsResponse {
+    let (snapshot, entries) = match update {
+        Update::Snapshot(entries) => (true, entries),
+        Update::Added(entries) => (false, entries),
+    };
+    pb::WatchRevocationsResponse {
+        snapshot,
+        revocations: entries.iter().map(|e| e.to_proto()).collect(),
+    }
 }
 
 pub fn api_token(t: &ApiToken) -> pb::ApiToken {
