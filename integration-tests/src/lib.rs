@@ -42,6 +42,29 @@ pub type IngestClient = steward_proto::audit::audit_ingest_service_client::Audit
     InterceptedService<Channel, Bearer>,
 >;
 
+pub type QuotasClient = steward_proto::quotas::quotas_service_client::QuotasServiceClient<
+    InterceptedService<Channel, Bearer>,
+>;
+
+/// A quotas client of the server at `endpoint`.
+pub fn quotas_client(endpoint: &str, token: Option<String>) -> QuotasClient {
+    steward_proto::quotas::quotas_service_client::QuotasServiceClient::with_interceptor(
+        Channel::from_shared(endpoint.to_owned())
+            .expect("an endpoint URL")
+            .connect_lazy(),
+        Bearer(token),
+    )
+}
+
+pub type NotificationsClient =
+    steward_proto::notifications::notifications_service_client::NotificationsServiceClient<
+        InterceptedService<Channel, Bearer>,
+    >;
+pub type NotificationIngestClient =
+    steward_proto::notifications::notification_ingest_service_client::NotificationIngestServiceClient<
+        InterceptedService<Channel, Bearer>,
+    >;
+
 /// Adds `authorization: Bearer <token>` when set.
 #[derive(Clone)]
 pub struct Bearer(Option<String>);
@@ -90,6 +113,9 @@ pub struct Options {
     /// accepted and published (key rotation).
     pub signer: Option<TokenSigner>,
     pub retired_keys: Vec<TokenSigner>,
+    /// Also run quotas (same database); accounts' outbox ships group
+    /// membership to it.
+    pub with_quotas: bool,
 }
 
 pub struct TestApp {
@@ -102,6 +128,8 @@ pub struct TestApp {
     gateway: Option<RunningGateway>,
     /// The gateway's address (`http://...`), when spawned with one.
     pub gateway_endpoint: Option<String>,
+    /// The quotas server's address, when spawned with it.
+    pub quotas_endpoint: Option<String>,
     /// The refusal spool made for the gateway (removed on drop).
     _spool: Option<TempDir>,
     /// What the suite was built from, to start more components later.
@@ -215,6 +243,7 @@ fn test_config(options: &Options) -> Config {
         config.billing = billing.clone();
     }
     config.billing.listen = any_port();
+    config.quotas.listen = any_port();
     if let Some(gateway) = &options.gateway {
         config.gateway = gateway.clone();
     }
@@ -257,6 +286,9 @@ impl TestApp {
         if options.billing.is_some() {
             components.push(Component::Billing);
         }
+        if options.with_quotas {
+            components.push(Component::Quotas);
+        }
         let suite = Suite::build(config.clone(), &resolved, &components)
             .await
             .expect("build the suite");
@@ -267,6 +299,7 @@ impl TestApp {
         let audit_url =
             url(Component::Audit).or_else(|| options.audit_listen.map(|a| format!("http://{a}")));
         let billing_url = url(Component::Billing);
+        let quotas_endpoint = url(Component::Quotas);
         let mut spool = None;
         let mut gateway = None;
         let mut gateway_endpoint = None;
@@ -306,6 +339,7 @@ impl TestApp {
             billing_channel: billing_url.as_deref().map(lazy),
             gateway,
             gateway_endpoint,
+            quotas_endpoint,
             _spool: spool,
             config,
             resolved,
@@ -387,6 +421,39 @@ impl TestApp {
             self.channel.clone(),
             Bearer(token),
         )
+    }
+
+    /// A quotas client with `token` as bearer.
+    pub fn quotas_as(&self, token: Option<String>) -> QuotasClient {
+        quotas_client(
+            self.quotas_endpoint
+                .as_deref()
+                .expect("spawned with quotas"),
+            token,
+        )
+    }
+
+    /// A quotas client holding a USER_ADMIN token.
+    pub fn quotas(&self) -> QuotasClient {
+        self.quotas_as(Some(self.token(ADMIN_ID, &[Role::UserAdmin])))
+    }
+
+    /// Starts one more quotas server on the same database (a replica);
+    /// returns its address.
+    pub async fn start_quotas_replica(&mut self) -> String {
+        let mut config = self.config.clone();
+        config.quotas.listen = any_port();
+        config.quotas.accounts_endpoint = Some(self.endpoint.clone());
+        let suite = Suite::build(config, &self.resolved, &[Component::Quotas])
+            .await
+            .expect("build quotas");
+        let url = suite.url(Component::Quotas);
+        let stopped = self.stop.subscribe();
+        self.tasks.push(tokio::spawn(async move {
+            suite.run_until_stopped(stopped).await.expect("quotas runs");
+        }));
+        wait_for_port(&url).await;
+        url
     }
 
     /// Starts the audit service late, on `addr` (see `Options::audit_listen`).

@@ -13,6 +13,7 @@ pub mod groups;
 pub mod grpc;
 pub mod identity;
 mod notify;
+pub mod quotas;
 pub mod schema;
 pub mod settings;
 pub mod users;
@@ -169,6 +170,10 @@ impl Application {
         tasks.spawn(revocations.clone().run());
         tasks.spawn(erasure::job::run(
             commands.clone(),
+            quotas::Delays::new(
+                self.deps.outbox.quotas_endpoint.as_deref(),
+                self.deps.signer.clone(),
+            ),
             self.deps.config.erasure_interval,
             tasks_stopped,
         ));

@@ -54,6 +54,7 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub audit: AuditConfig,
     pub billing: BillingConfig,
+    pub quotas: steward_quotas::QuotasConfig,
     pub gateway: GatewayConfig,
     pub metrics: MetricsConfig,
 }

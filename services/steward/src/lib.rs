@@ -20,12 +20,17 @@ pub enum Component {
 
 impl Component {
     /// The services with a database schema, in migration order.
-    pub const SERVICES: [Component; 3] =
-        [Component::Accounts, Component::Audit, Component::Billing];
+    pub const SERVICES: [Component; 4] = [
+        Component::Accounts,
+        Component::Audit,
+        Component::Billing,
+        Component::Quotas,
+    ];
 
     /// Every component this release has, in start order.
-    pub const ALL: [Component; 4] = [
+    pub const ALL: [Component; 5] = [
         Component::Audit,
+        Component::Quotas,
         Component::Accounts,
         Component::Billing,
         Component::Gateway,
@@ -54,6 +59,7 @@ impl Component {
             Component::Accounts => Some(steward_accounts::SCHEMA),
             Component::Audit => Some(steward_audit::SCHEMA),
             Component::Billing => Some(steward_billing::SCHEMA),
+            Component::Quotas => Some(steward_quotas::SCHEMA),
             _ => None,
         }
     }

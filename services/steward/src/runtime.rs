@@ -53,6 +53,7 @@ pub async fn migrate(config: Config, components: &[Component]) -> anyhow::Result
             Component::Accounts => accounts::MIGRATIONS,
             Component::Audit => steward_audit::MIGRATIONS,
             Component::Billing => steward_billing::MIGRATIONS,
+            Component::Quotas => steward_quotas::MIGRATIONS,
             other => bail!("component {other:?} is not part of this release yet"),
         };
         let schema = component.schema().expect("services have schemas");
@@ -89,6 +90,7 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
         Component::Gateway,
         Component::Accounts,
         Component::Billing,
+        Component::Quotas,
         Component::Audit,
     ] {
         if let Some(addr) = suite.addr(component) {
@@ -131,7 +133,11 @@ fn outbox_schemas(component: Option<Component>) -> anyhow::Result<Vec<&'static s
             c.schema()
                 .with_context(|| format!("{} has no outbox", c.name()))?,
         ]),
-        None => Ok(vec![accounts::SCHEMA, steward_billing::SCHEMA]),
+        None => Ok(vec![
+            accounts::SCHEMA,
+            steward_billing::SCHEMA,
+            steward_quotas::SCHEMA,
+        ]),
     }
 }
 

@@ -11,6 +11,7 @@ use steward_accounts as accounts;
 use steward_audit as audit;
 use steward_billing as billing;
 use steward_gateway as gateway;
+use steward_quotas as quotas;
 use steward_kit::{
     auth::{
         KeySet, PolicyTable, Revocations, TokenSigner, TokenVerifier,
@@ -73,6 +74,7 @@ enum App {
     Audit(Box<audit::Application>),
     Billing(Box<billing::Application>),
     Gateway(Box<gateway::Application>),
+    Quotas(Box<quotas::Application>),
 }
 
 impl App {
@@ -82,6 +84,7 @@ impl App {
             App::Audit(app) => app.run_until_stopped(stopped).await,
             App::Billing(app) => app.run_until_stopped(stopped).await,
             App::Gateway(app) => app.run_until_stopped(stopped).await,
+            App::Quotas(app) => app.run_until_stopped(stopped).await,
         }
     }
 }
@@ -149,6 +152,30 @@ impl Suite {
                 config.outbox.audit_endpoint = Some(suite.url(Component::Audit));
             }
         }
+        // Quotas before accounts, so that accounts' outbox ships group
+        // membership to it when `outbox.quotas_endpoint` is unset; quotas
+        // learns accounts' address once accounts is bound (below).
+        let mut quotas_app = None;
+        if wanted(Component::Quotas) {
+            db::migrate(url, quotas::SCHEMA, quotas::MIGRATIONS).await?;
+            let pool = db::pool(url, quotas::SCHEMA, &config.pool).await?;
+            let app = quotas::Application::build(quotas::Deps {
+                security: resolved.security_recording(&pool, quotas::SOURCE)?,
+                pool,
+                database_url: url.to_owned(),
+                page_tokens: resolved.page_tokens(),
+                signer: Some(resolved.signer.clone()),
+                server: config.server.clone(),
+                outbox: config.outbox.clone(),
+                config: config.quotas.clone(),
+            })
+            .await
+            .with_context(|| format!("binding quotas on {}", config.quotas.listen))?;
+            if config.outbox.quotas_endpoint.is_none() {
+                config.outbox.quotas_endpoint = Some(format!("http://{}", app.local_addr()));
+            }
+            quotas_app = Some(app);
+        }
         if wanted(Component::Accounts) {
             db::migrate(url, accounts::SCHEMA, accounts::MIGRATIONS).await?;
             let pool = db::pool(url, accounts::SCHEMA, &config.pool).await?;
@@ -169,6 +196,24 @@ impl Suite {
                 Component::Accounts,
                 app.local_addr(),
                 App::Accounts(Box::new(app)),
+            );
+        }
+        if let Some(app) = quotas_app {
+            let accounts_endpoint = config.quotas.accounts_endpoint.clone().or_else(|| {
+                suite
+                    .addr(Component::Accounts)
+                    .map(|_| suite.url(Component::Accounts))
+            });
+            match accounts_endpoint {
+                Some(endpoint) => app.set_accounts_endpoint(&endpoint),
+                None => tracing::warn!(
+                    "quotas.accounts_endpoint unset and no accounts here: users quotas has not heard of are NOT_FOUND until accounts' events arrive"
+                ),
+            }
+            suite.add(
+                Component::Quotas,
+                app.local_addr(),
+                App::Quotas(Box::new(app)),
             );
         }
         if wanted(Component::Billing) {

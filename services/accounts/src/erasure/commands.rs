@@ -58,6 +58,13 @@ pub async fn erase_personal_data(
     };
     let erased = users::update(conn, user.id, changes).await?;
     collaborations::revoke_open_for_user(conn, user.id).await?;
+    crate::quotas::membership(
+        conn,
+        crate::quotas::MembershipKind::UserErased,
+        user.id,
+        &user.group,
+    )
+    .await?;
     revocations::revoke_user(conn, user.id).await?;
     *record = record
         .clone()
@@ -82,23 +89,66 @@ pub async fn erase_users(tx: &mut Tx<'_>, ids: Vec<Uuid>) -> Result<Vec<Outcome>
     Ok(batch.outcomes())
 }
 
-/// Erases destroyed accounts whose delay has passed, at most `limit`
-/// (rows another replica holds are skipped); returns how many.
-pub async fn erase_due(tx: &mut Tx<'_>, limit: i64) -> Result<usize, Error> {
+/// One pass of the automatic erasure over a page of destroyed accounts.
+#[derive(Debug, Default)]
+pub struct DuePage {
+    pub erased: usize,
+    /// Destroyed accounts looked at (erased or not due yet).
+    pub scanned: usize,
+    /// Where the next page starts.
+    pub last: Option<(chrono::DateTime<Utc>, Uuid)>,
+}
+
+/// Erases the destroyed accounts of one page (after `after`, at most
+/// `limit`; rows another replica holds are skipped) whose delay has passed.
+/// Each user's delay is their effective `account.personal.data.removal.delay`
+/// quota, asked from quotas; when quotas cannot answer, accounts' own
+/// setting. Each audit event says which (`delay_source`).
+pub async fn erase_due(
+    tx: &mut Tx<'_>,
+    limit: i64,
+    after: Option<(chrono::DateTime<Utc>, Uuid)>,
+    delays: &crate::quotas::Delays,
+) -> Result<DuePage, Error> {
     tx.only_extra();
     let (current, platform_salt) = settings::get(tx.conn).await?;
     if !current.auto_erase_enabled {
-        return Ok(0);
+        return Ok(DuePage::default());
     }
-    let delay = chrono::Duration::days(current.auto_erase_delay_days.into());
-    let due = users::lock_due_for_erasure(tx.conn, Utc::now() - delay, limit).await?;
-    tx.note(|r| {
-        r.comment("trigger", "automatic erasure")
-            .comment("delay_days", current.auto_erase_delay_days.to_string())
-    });
-    for user in &due {
-        let mut event = tx.record().clone();
-        // Only destroyed users are due, and they are not erased yet.
+    let page = users::lock_destroyed_page(tx.conn, after, limit).await?;
+    let ids: Vec<Uuid> = page.iter().map(|u| u.id).collect();
+    let from_quotas = match delays.days(&ids).await {
+        Ok(days) => days,
+        Err(error) => {
+            tracing::warn!(%error, "erasure delays from quotas unavailable; using accounts' setting");
+            Default::default()
+        }
+    };
+    let fallback = i64::from(current.auto_erase_delay_days);
+    tx.note(|r| r.comment("trigger", "automatic erasure"));
+    let now = Utc::now();
+    let mut done = DuePage {
+        scanned: page.len(),
+        last: page.last().and_then(|u| u.destroyed_at.map(|at| (at, u.id))),
+        ..DuePage::default()
+    };
+    for user in &page {
+        let (days, source) = match from_quotas.get(&user.id) {
+            Some(days) => (*days, "quota account.personal.data.removal.delay"),
+            None => (fallback, "accounts setting auto_erase_delay_days"),
+        };
+        let due = user.destroyed_at.is_some_and(|at| {
+            chrono::Duration::try_days(days).is_some_and(|delay| at + delay <= now)
+        });
+        if !due {
+            continue;
+        }
+        let mut event = tx
+            .record()
+            .clone()
+            .comment("delay_days", days.to_string())
+            .comment("delay_source", source);
+        // Only destroyed users are in the page, and they are not erased yet.
         if let Ok(_erased) = erase_personal_data(
             tx.conn,
             user,
@@ -109,7 +159,8 @@ pub async fn erase_due(tx: &mut Tx<'_>, limit: i64) -> Result<usize, Error> {
         .await?
         {
             tx.audit(event);
+            done.erased += 1;
         }
     }
-    Ok(due.len())
+    Ok(done)
 }

@@ -191,6 +191,13 @@ async fn move_group(
         ..UserChanges::default()
     };
     let updated = users::update(conn, user.id, changes).await?;
+    crate::quotas::membership(
+        conn,
+        crate::quotas::MembershipKind::GroupChanged,
+        user.id,
+        group,
+    )
+    .await?;
     *event = event
         .clone()
         .comment("from", user.group.clone())

@@ -118,6 +118,13 @@ pub async fn create_user(tx: &mut Tx<'_>, registration: Registration) -> Result<
         password_hash,
     };
     let user = users::insert(tx.conn, new).await?;
+    crate::quotas::membership(
+        tx.conn,
+        crate::quotas::MembershipKind::UserCreated,
+        user.id,
+        &user.group,
+    )
+    .await?;
     tx.note(|r| {
         r.subject(&user.id.to_string())
             .comment("email", user.email.clone())

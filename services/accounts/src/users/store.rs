@@ -195,6 +195,32 @@ pub async fn lock_due_for_erasure(
         .map(|rows| rows.into_iter().map(User::from).collect())
 }
 
+/// Destroyed users after `after` (destroyed_at, id), oldest first, locked
+/// (rows another replica holds are skipped): the erasure job walks them all,
+/// since each user's delay is their own quota.
+pub async fn lock_destroyed_page(
+    conn: &mut AsyncPgConnection,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> QueryResult<Vec<User>> {
+    let (at, id) = after.unwrap_or((DateTime::<Utc>::UNIX_EPOCH, Uuid::nil()));
+    u::users
+        .filter(u::status.eq(UserStatus::Destroyed.as_str()))
+        .filter(
+            u::destroyed_at
+                .gt(at)
+                .or(u::destroyed_at.eq(at).and(u::id.gt(id))),
+        )
+        .order((u::destroyed_at, u::id))
+        .limit(limit)
+        .select(UserRow::as_select())
+        .for_update()
+        .skip_locked()
+        .load(conn)
+        .await
+        .map(|rows| rows.into_iter().map(User::from).collect())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Order {
     #[default]
