@@ -65,6 +65,15 @@ pub type NotificationIngestClient =
         InterceptedService<Channel, Bearer>,
     >;
 
+pub type NotificationsClient =
+    steward_proto::notifications::notifications_service_client::NotificationsServiceClient<
+        InterceptedService<Channel, Bearer>,
+    >;
+pub type NotificationIngestClient =
+    steward_proto::notifications::notification_ingest_service_client::NotificationIngestServiceClient<
+        InterceptedService<Channel, Bearer>,
+    >;
+
 /// Adds `authorization: Bearer <token>` when set.
 #[derive(Clone)]
 pub struct Bearer(Option<String>);
@@ -116,6 +125,9 @@ pub struct Options {
     /// Also run quotas (same database); accounts' outbox ships group
     /// membership to it.
     pub with_quotas: bool,
+    /// Also run notifications (same database) with this configuration
+    /// (listen is filled in); accounts' outbox ships mail requests to it.
+    pub with_notifications: Option<steward::config::NotificationsConfig>,
 }
 
 pub struct TestApp {
@@ -130,6 +142,8 @@ pub struct TestApp {
     pub gateway_endpoint: Option<String>,
     /// The quotas server's address, when spawned with it.
     pub quotas_endpoint: Option<String>,
+    /// The notifications server's address, when spawned with it.
+    pub notifications_endpoint: Option<String>,
     /// The refusal spool made for the gateway (removed on drop).
     _spool: Option<TempDir>,
     /// What the suite was built from, to start more components later.
@@ -244,6 +258,10 @@ fn test_config(options: &Options) -> Config {
     }
     config.billing.listen = any_port();
     config.quotas.listen = any_port();
+    if let Some(notifications) = &options.with_notifications {
+        config.notifications = notifications.clone();
+    }
+    config.notifications.listen = any_port();
     if let Some(gateway) = &options.gateway {
         config.gateway = gateway.clone();
     }
@@ -289,6 +307,9 @@ impl TestApp {
         if options.with_quotas {
             components.push(Component::Quotas);
         }
+        if options.with_notifications.is_some() {
+            components.push(Component::Notifications);
+        }
         let suite = Suite::build(config.clone(), &resolved, &components)
             .await
             .expect("build the suite");
@@ -300,6 +321,7 @@ impl TestApp {
             url(Component::Audit).or_else(|| options.audit_listen.map(|a| format!("http://{a}")));
         let billing_url = url(Component::Billing);
         let quotas_endpoint = url(Component::Quotas);
+        let notifications_endpoint = url(Component::Notifications);
         let mut spool = None;
         let mut gateway = None;
         let mut gateway_endpoint = None;
@@ -340,6 +362,7 @@ impl TestApp {
             gateway,
             gateway_endpoint,
             quotas_endpoint,
+            notifications_endpoint,
             _spool: spool,
             config,
             resolved,
@@ -491,6 +514,32 @@ impl TestApp {
     /// The billing server's channel (raw calls).
     pub fn billing_channel(&self) -> Channel {
         self.billing_channel.clone().expect("spawned with billing")
+    }
+
+    fn notifications_channel(&self) -> Channel {
+        let endpoint = self
+            .notifications_endpoint
+            .as_deref()
+            .expect("spawned with notifications");
+        Channel::from_shared(endpoint.to_owned())
+            .expect("an endpoint URL")
+            .connect_lazy()
+    }
+
+    /// The notifications admin API with a USER_ADMIN token.
+    pub fn notifications(&self) -> NotificationsClient {
+        steward_proto::notifications::notifications_service_client::NotificationsServiceClient::with_interceptor(
+            self.notifications_channel(),
+            Bearer(Some(self.token(ADMIN_ID, &[Role::UserAdmin]))),
+        )
+    }
+
+    /// Notification ingest with a PLATFORM_SERVICE token (what a relay sends).
+    pub fn notification_ingest(&self) -> NotificationIngestClient {
+        steward_proto::notifications::notification_ingest_service_client::NotificationIngestServiceClient::with_interceptor(
+            self.notifications_channel(),
+            Bearer(Some(self.token("service:test", &[Role::PlatformService]))),
+        )
     }
 
     pub fn billing_as(&self, token: Option<String>) -> BillingClient {

@@ -10,6 +10,7 @@ use steward_gateway::GatewayConfig;
 use steward_kit::{
     db::PoolConfig, outbox::OutboxConfig, server::ServerConfig, telemetry::LogFormat,
 };
+pub use steward_notifications::{DeliveryConfig, NotificationsConfig, SmtpConfig, TlsMode};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -55,6 +56,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub billing: BillingConfig,
     pub quotas: steward_quotas::QuotasConfig,
+    pub notifications: NotificationsConfig,
     pub gateway: GatewayConfig,
     pub metrics: MetricsConfig,
 }

@@ -20,16 +20,18 @@ pub enum Component {
 
 impl Component {
     /// The services with a database schema, in migration order.
-    pub const SERVICES: [Component; 4] = [
+    pub const SERVICES: [Component; 5] = [
         Component::Accounts,
         Component::Audit,
         Component::Billing,
         Component::Quotas,
+        Component::Notifications,
     ];
 
     /// Every component this release has, in start order.
-    pub const ALL: [Component; 5] = [
+    pub const ALL: [Component; 6] = [
         Component::Audit,
+        Component::Notifications,
         Component::Quotas,
         Component::Accounts,
         Component::Billing,
@@ -60,6 +62,7 @@ impl Component {
             Component::Audit => Some(steward_audit::SCHEMA),
             Component::Billing => Some(steward_billing::SCHEMA),
             Component::Quotas => Some(steward_quotas::SCHEMA),
+            Component::Notifications => Some(steward_notifications::SCHEMA),
             _ => None,
         }
     }

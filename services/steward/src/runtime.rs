@@ -54,6 +54,7 @@ pub async fn migrate(config: Config, components: &[Component]) -> anyhow::Result
             Component::Audit => steward_audit::MIGRATIONS,
             Component::Billing => steward_billing::MIGRATIONS,
             Component::Quotas => steward_quotas::MIGRATIONS,
+            Component::Notifications => steward_notifications::MIGRATIONS,
             other => bail!("component {other:?} is not part of this release yet"),
         };
         let schema = component.schema().expect("services have schemas");
@@ -92,6 +93,7 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
         Component::Billing,
         Component::Quotas,
         Component::Audit,
+        Component::Notifications,
     ] {
         if let Some(addr) = suite.addr(component) {
             println!("{:<14} {addr}", component.name());
@@ -99,6 +101,15 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
     }
     if let Some(addr) = suite.metrics_addr() {
         println!("metrics        http://{addr}/metrics");
+    }
+    if let Some(mail) = suite.mail_transport() {
+        if mail.starts_with(".eml") {
+            println!(
+                "mail           no SMTP server configured ([notifications.smtp] host): {mail}"
+            );
+        } else {
+            println!("mail           {mail}");
+        }
     }
     println!("steward is up; Ctrl-C to stop");
     run_until_signal(suite).await
@@ -122,6 +133,9 @@ pub async fn serve(mut config: Config, component: Component) -> anyhow::Result<(
     let suite = Suite::build(config, &resolved, &[component]).await?;
     if let Some(addr) = suite.addr(component) {
         tracing::info!(%addr, component = component.name(), "serving");
+    }
+    if let Some(mail) = suite.mail_transport() {
+        tracing::info!(mail, "notifications delivers mail");
     }
     run_until_signal(suite).await
 }

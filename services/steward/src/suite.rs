@@ -11,7 +11,6 @@ use steward_accounts as accounts;
 use steward_audit as audit;
 use steward_billing as billing;
 use steward_gateway as gateway;
-use steward_quotas as quotas;
 use steward_kit::{
     auth::{
         KeySet, PolicyTable, Revocations, TokenSigner, TokenVerifier,
@@ -22,6 +21,8 @@ use steward_kit::{
     page::PageTokens,
     server::Security,
 };
+use steward_notifications as notifications;
+use steward_quotas as quotas;
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{Component, config::Config};
@@ -74,6 +75,7 @@ enum App {
     Audit(Box<audit::Application>),
     Billing(Box<billing::Application>),
     Gateway(Box<gateway::Application>),
+    Notifications(Box<notifications::Application>),
     Quotas(Box<quotas::Application>),
 }
 
@@ -84,6 +86,7 @@ impl App {
             App::Audit(app) => app.run_until_stopped(stopped).await,
             App::Billing(app) => app.run_until_stopped(stopped).await,
             App::Gateway(app) => app.run_until_stopped(stopped).await,
+            App::Notifications(app) => app.run_until_stopped(stopped).await,
             App::Quotas(app) => app.run_until_stopped(stopped).await,
         }
     }
@@ -95,6 +98,8 @@ pub struct Suite {
     addrs: BTreeMap<Component, SocketAddr>,
     metrics: Option<TcpListener>,
     gateway_metrics: Option<gateway::metrics::Metrics>,
+    /// Where notifications delivers mail, in words, when built.
+    mail: Option<String>,
     /// The revocation list every service of this process checks (the
     /// gateway follows its own), and the subscription keeping it current.
     revocations: Revocations,
@@ -121,6 +126,7 @@ impl Suite {
             addrs: BTreeMap::new(),
             metrics: None,
             gateway_metrics: None,
+            mail: None,
             revocations: Revocations::new(),
             feed: None,
         };
@@ -150,6 +156,43 @@ impl Suite {
             );
             if config.outbox.audit_endpoint.is_none() {
                 config.outbox.audit_endpoint = Some(suite.url(Component::Audit));
+            }
+        }
+        // Notifications before accounts and billing, so that their outbox
+        // relays ship mail requests to it when
+        // `outbox.notifications_endpoint` is unset.
+        if wanted(Component::Notifications) {
+            db::migrate(url, notifications::SCHEMA, notifications::MIGRATIONS).await?;
+            let pool = db::pool(url, notifications::SCHEMA, &config.pool).await?;
+            let mut own = config.notifications.clone();
+            // No SMTP server: real rendered mail as .eml files in the data dir.
+            if own.smtp.host.is_none() && own.mail_dir.is_none() {
+                own.mail_dir = Some(config.data_dir().join("mail"));
+            }
+            let app = notifications::Application::build(notifications::Deps {
+                security: resolved.security_recording(
+                    &revocations,
+                    &pool,
+                    notifications::SOURCE,
+                )?,
+                pool,
+                database_url: url.to_owned(),
+                page_tokens: resolved.page_tokens(),
+                signer: Some(resolved.signer.clone()),
+                server: config.server.clone(),
+                outbox: config.outbox.clone(),
+                config: own.clone(),
+            })
+            .await
+            .with_context(|| format!("building notifications on {}", own.listen))?;
+            suite.mail = Some(own.describe_transport());
+            suite.add(
+                Component::Notifications,
+                app.local_addr(),
+                App::Notifications(Box::new(app)),
+            );
+            if config.outbox.notifications_endpoint.is_none() {
+                config.outbox.notifications_endpoint = Some(suite.url(Component::Notifications));
             }
         }
         // Quotas before accounts, so that accounts' outbox ships group
@@ -309,6 +352,12 @@ impl Suite {
     /// The metrics address, when `metrics.listen` is set.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Where notifications delivers mail ("smtp://..." or ".eml files in
+    /// ..."), when built.
+    pub fn mail_transport(&self) -> Option<&str> {
+        self.mail.as_deref()
     }
 
     pub fn gateway_metrics(&self) -> Option<gateway::metrics::Metrics> {
