@@ -13,6 +13,7 @@
 /// How the gateway names itself in traces (`steward.component`).
 pub const COMPONENT: &str = "steward-gateway";
 
+pub mod console;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
@@ -85,6 +86,9 @@ pub struct GatewayConfig {
     pub refusal_retry_max_backoff: Duration,
     /// HTTP/2 connections kept open to each backend.
     pub connections_per_backend: usize,
+    /// The built web console (`console/dist`), served at `/` ([`console`]);
+    /// unset: none. `steward up` sets it when `console/dist` exists.
+    pub console_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -117,6 +121,7 @@ impl Default for GatewayConfig {
             refusal_flood_sample: 20,
             refusal_retry_max_backoff: Duration::from_secs(30),
             connections_per_backend: 2,
+            console_dir: None,
         }
     }
 }
@@ -342,9 +347,12 @@ impl Application {
             .layer(metrics::MetricsEndpointLayer::new(
                 self.shared.metrics.clone(),
             ))
-            // 2. CORS for browser origins (preflight answered here).
+            // 2. the web console: GET/HEAD answered from its directory
+            //    (every gRPC and gRPC-Web call is a POST and passes).
+            .option_layer(console::layer(self.config.console_dir.as_deref()))
+            // 3. CORS for browser origins (preflight answered here).
             .option_layer(cors)
-            // 3. gRPC-Web -> gRPC, so the proxy sees one protocol.
+            // 4. gRPC-Web -> gRPC, so the proxy sees one protocol.
             .layer(tonic_web::GrpcWebLayer::new())
             .into_inner();
         let incoming =

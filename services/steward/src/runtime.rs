@@ -84,6 +84,13 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
         );
     }
     spool_in_data_dir(&mut config);
+    // The web console, when built here: the gateway serves it at `/`.
+    if config.gateway.console_dir.is_none() {
+        config.gateway.console_dir = std::fs::canonicalize("console/dist")
+            .ok()
+            .filter(|dist| dist.join("index.html").is_file());
+    }
+    let console = config.gateway.console_dir.is_some();
     let (resolved, _database) = resolve::resolve(&config).await?;
     let suite = Suite::build(config, &resolved, &Component::ALL).await?;
     println!("database       {}", redact(&resolved.database_url));
@@ -110,6 +117,12 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
         } else {
             println!("mail           {mail}");
         }
+    }
+    match suite.addr(Component::Gateway) {
+        Some(addr) if console => println!("console        http://{addr}/"),
+        _ => println!(
+            "console        not built: npm --prefix console ci && npm --prefix console run build, then restart"
+        ),
     }
     println!("steward is up; Ctrl-C to stop");
     run_until_signal(suite).await
