@@ -5,6 +5,7 @@
 pub mod db;
 pub mod raw;
 pub mod receiver;
+pub mod tamper;
 
 use std::time::Duration;
 
@@ -65,15 +66,6 @@ pub type NotificationIngestClient =
         InterceptedService<Channel, Bearer>,
     >;
 
-pub type NotificationsClient =
-    steward_proto::notifications::notifications_service_client::NotificationsServiceClient<
-        InterceptedService<Channel, Bearer>,
-    >;
-pub type NotificationIngestClient =
-    steward_proto::notifications::notification_ingest_service_client::NotificationIngestServiceClient<
-        InterceptedService<Channel, Bearer>,
-    >;
-
 /// Adds `authorization: Bearer <token>` when set.
 #[derive(Clone)]
 pub struct Bearer(Option<String>);
@@ -122,6 +114,11 @@ pub struct Options {
     /// accepted and published (key rotation).
     pub signer: Option<TokenSigner>,
     pub retired_keys: Vec<TokenSigner>,
+    /// The relays' timing (default: fast retries for tests).
+    pub relay: Option<RelayConfig>,
+    /// The audit service's configuration (its listen address is the
+    /// test's): chain key, checkpoint directory, ...
+    pub audit: Option<steward_audit::AuditConfig>,
     /// Also run quotas (same database); accounts' outbox ships group
     /// membership to it.
     pub with_quotas: bool,
@@ -238,17 +235,20 @@ fn test_config(options: &Options) -> Config {
         .audit_endpoint
         .clone()
         .or_else(|| options.audit_listen.map(|a| format!("http://{a}")));
-    config.outbox.relay = RelayConfig {
+    config.outbox.relay = options.relay.clone().unwrap_or(RelayConfig {
         poll_interval: Duration::from_millis(500),
         min_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(400),
         ..RelayConfig::default()
-    };
+    });
     config.accounts.listen = any_port();
     config.accounts.erasure_interval = options
         .erasure_interval
         .unwrap_or(Duration::from_secs(3600));
     config.accounts.identity = options.identity.clone().unwrap_or_default();
+    if let Some(audit) = &options.audit {
+        config.audit = audit.clone();
+    }
     config.audit.listen = any_port();
     config.audit.retention_interval = options
         .retention_interval

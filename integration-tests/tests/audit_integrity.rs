@@ -8,7 +8,11 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use steward_integration_tests::{Options, TestApp, violated_fields};
+use steward_integration_tests::{
+    Options, TestApp,
+    tamper::{self, Rig},
+    violated_fields,
+};
 use steward_proto::{
     audit::{self as pb, Category},
     common::{self, PageRequest},
@@ -254,203 +258,36 @@ async fn erasure_blanks_free_text_comments_and_the_chain_still_verifies() {
     assert!(v.ok, "{v:?}");
 }
 
-/// The audit service with a chain key file and a checkpoint directory of
-/// the test's own (what an operator configures), on the test database.
-struct Rig {
-    app: TestApp,
-    keys: steward_audit::domain::seal::ChainKeys,
-    dir: std::path::PathBuf,
-    channel: tonic::transport::Channel,
-    _stop: tokio::sync::watch::Sender<bool>,
-}
-
-impl Rig {
-    async fn new() -> Self {
-        use steward_audit::domain::seal::{ChainKeys, ChainSigner};
-        let app = TestApp::spawn_with(Options::default()).await;
-        let dir = std::env::temp_dir().join(format!("steward-audit-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let signer = ChainSigner::generate();
-        let key_file = dir.join("chain-key");
-        std::fs::write(&key_file, signer.to_file_contents()).unwrap();
-        let mut token_keys = steward_kit::auth::KeySet::default();
-        token_keys.add(app.signer.verifying_key());
-        let audit = steward_audit::Application::build(steward_audit::Deps {
-            pool: steward_kit::db::pool(
-                &app.db.url,
-                steward_audit::SCHEMA,
-                &steward_kit::db::PoolConfig::default(),
-            )
-            .await
-            .unwrap(),
-            security: steward_kit::server::Security {
-                policies: steward_kit::auth::PolicyTable::from_descriptor_set(
-                    steward_proto::FILE_DESCRIPTOR_SET,
-                )
-                .unwrap(),
-                verifier: steward_kit::auth::TokenVerifier::new(token_keys),
-                // The audit service records its own refusals in its chain.
-                refusals: None,
-            },
-            page_tokens: steward_kit::page::PageTokens::new([7; 32]),
-            server: steward_kit::server::ServerConfig::default(),
-            config: steward_audit::AuditConfig {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                chain_key_file: Some(key_file),
-                checkpoint_dir: Some(dir.join("checkpoints")),
-                ..Default::default()
-            },
-        })
-        .await
-        .unwrap();
-        assert_eq!(
-            audit.chain_public_key(),
-            steward_audit::domain::seal::public_key_base64(&signer.verifying_key())
-        );
-        let endpoint = format!("http://{}", audit.local_addr());
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move { audit.run_until_stopped(stopped).await.unwrap() });
-        let channel = tonic::transport::Endpoint::from_shared(endpoint)
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        // Verifiers get the public key only.
-        let mut keys = ChainKeys::default();
-        keys.add(signer.verifying_key());
-        Self {
-            app,
-            keys,
-            dir,
-            channel,
-            _stop: stop,
-        }
-    }
-
-    fn audit(&self) -> steward_integration_tests::AuditClient {
-        pb::audit_service_client::AuditServiceClient::with_interceptor(
-            self.channel.clone(),
-            steward_integration_tests::Bearer::new(Some(self.app.token(
-                steward_integration_tests::ADMIN_ID,
-                &[steward_kit::auth::Role::UserAdmin],
-            ))),
-        )
-    }
-
-    async fn ingest(&self, subject: &str, n: usize) {
-        let events = (0..n)
-            .map(|_| event("user.signed_in", subject, Utc::now()))
-            .collect();
-        pb::audit_ingest_service_client::AuditIngestServiceClient::with_interceptor(
-            self.channel.clone(),
-            steward_integration_tests::Bearer::new(Some(self.app.token(
-                "service:accounts",
-                &[steward_kit::auth::Role::PlatformService],
-            ))),
-        )
-        .ingest_events(pb::IngestEventsRequest { events })
-        .await
-        .unwrap();
-    }
-
-    async fn verify(&self) -> pb::VerifyChainResponse {
-        self.audit()
-            .verify_chain(pb::VerifyChainRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-    }
-
-    /// Asks for a checkpoint; returns the exported file (as a monitor
-    /// would have copied it away).
-    async fn checkpoint(&self) -> std::path::PathBuf {
-        let issued = self
-            .audit()
-            .create_checkpoint(pb::CreateCheckpointRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .checkpoint
-            .unwrap();
-        let exported: Vec<_> = std::fs::read_dir(self.dir.join("checkpoints"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| std::fs::read_to_string(p).is_ok_and(|text| text == issued.json))
-            .collect();
-        assert_eq!(exported.len(), 1, "exported to the directory");
-        let kept = self.dir.join(format!("kept-{}.json", issued.sequence));
-        std::fs::copy(&exported[0], &kept).unwrap();
-        kept
-    }
-
-    async fn offline(&self, file: &std::path::Path) -> Option<(i64, String)> {
-        steward_audit::chain::checkpoint::verify_checkpoint(file, &self.keys, &self.app.db.url)
-            .await
-            .unwrap()
-            .broken
-    }
-
-    async fn tamper(&self, sql: &str) {
-        use diesel_async::SimpleAsyncConnection;
-        self.app
-            .db
-            .audit()
-            .await
-            .batch_execute(sql)
-            .await
-            .expect(sql);
-    }
-}
-
 #[tokio::test]
 async fn a_forged_tombstone_covering_a_deletion_is_detected() {
     let rig = Rig::new().await;
-    rig.ingest("t", 6).await;
-    let kept = rig.checkpoint().await;
-    assert_eq!(rig.offline(&kept).await, None);
-    rig.tamper(
-        "INSERT INTO chain_tombstones (seq, prev_hash, hash) SELECT seq, prev_hash, hash FROM events WHERE seq = 3;
-         DELETE FROM events WHERE seq = 3",
-    )
-    .await;
+    let t = tamper::forged_tombstone(&rig).await;
+    assert!(
+        t.detection.by_service && t.detection.offline,
+        "{:?}",
+        t.detection
+    );
     let v = rig.verify().await;
-    assert!(!v.ok);
     assert_eq!(v.first_broken_sequence, 3);
     assert!(v.reason.contains("tombstone"), "{}", v.reason);
-    let (seq, why) = rig.offline(&kept).await.expect("detected offline");
+    let (seq, why) = rig.offline(&t.kept).await.expect("detected offline");
     assert_eq!(seq, 3, "{why}");
 }
 
 #[tokio::test]
 async fn truncation_and_rollback_of_the_head_are_detected() {
     let rig = Rig::new().await;
-    rig.ingest("r", 5).await;
-    // An administrator who planned ahead keeps a copy of the signed head.
-    rig.tamper("CREATE TABLE saved_head AS SELECT * FROM chain_head")
-        .await;
-    rig.ingest("r", 5).await;
-    let kept = rig.checkpoint().await;
-    assert_eq!(rig.offline(&kept).await, None);
-
-    // The newest five deleted, the head moved back by hand.
-    rig.tamper(
-        "DELETE FROM events WHERE seq > 5;
-         UPDATE chain_head SET seq = 5, hash = (SELECT hash FROM events WHERE seq = 5)",
-    )
-    .await;
+    let t = tamper::truncation(&rig).await;
+    assert!(t.detection.by_service, "{:?}", t.detection);
     let v = rig.verify().await;
-    assert!(!v.ok);
     assert!(v.reason.contains("not signed"), "{}", v.reason);
 
-    // Rolled back to the saved signed head: the database alone cannot tell,
+    // Rolled back to a saved signed head: the database alone cannot tell,
     // the checkpoint kept outside it can.
-    rig.tamper(
-        "UPDATE chain_head h SET seq = s.seq, hash = s.hash, signed_at = s.signed_at, signature = s.signature
-         FROM saved_head s",
-    )
-    .await;
-    assert!(rig.verify().await.ok, "a consistent older state");
-    let (_, why) = rig.offline(&kept).await.expect("detected offline");
+    let rig = Rig::new().await;
+    let t = tamper::rollback(&rig).await;
+    assert!(!t.detection.by_service, "a consistent older state");
+    let (_, why) = rig.offline(&t.kept).await.expect("detected offline");
     assert!(why.contains("truncated or rolled back"), "{why}");
 }
 
@@ -458,7 +295,6 @@ async fn truncation_and_rollback_of_the_head_are_detected() {
 async fn a_forged_erasure_is_detected_and_a_real_one_verifies() {
     let rig = Rig::new().await;
     rig.ingest("real", 2).await;
-    rig.ingest("victim", 2).await;
     rig.audit()
         .erase_subject_data(pb::EraseSubjectDataRequest {
             user_id: "real".into(),
@@ -470,61 +306,31 @@ async fn a_forged_erasure_is_detected_and_a_real_one_verifies() {
     let kept = rig.checkpoint().await;
     assert_eq!(rig.offline(&kept).await, None, "erasure keeps verifying");
 
-    rig.tamper(
-        "UPDATE events SET pii_erased = true, client_ip = '', user_agent = '',
-            pii_comments = '{}', pii_salt = NULL
-         WHERE seq = 3",
-    )
-    .await;
+    let t = tamper::forged_erasure(&rig).await;
+    assert!(
+        t.detection.by_service && t.detection.offline,
+        "{:?}",
+        t.detection
+    );
     let v = rig.verify().await;
-    assert!(!v.ok);
-    assert_eq!(v.first_broken_sequence, 3);
+    assert!(v.first_broken_sequence > 0);
     assert!(v.reason.contains("erasure"), "{}", v.reason);
-    assert_eq!(rig.offline(&kept).await.map(|b| b.0), Some(3));
 }
 
 #[tokio::test]
 async fn a_rewrite_with_every_later_hash_recomputed_is_detected() {
-    use steward_audit::store::events;
     let rig = Rig::new().await;
-    rig.ingest("w", 6).await;
-    let kept = rig.checkpoint().await;
-    // The attacker knows the format: edits event 2 and recomputes the
-    // chain from there, and the head.
-    let mut conn = rig.app.db.audit().await;
-    let rows = events::by_sequence(&mut conn, 1, 100, 100).await.unwrap();
-    let mut prev = rows[0].hash.clone();
-    let mut sql = String::new();
-    for mut row in rows.into_iter().skip(1) {
-        if row.seq == 2 {
-            row.event.action = "user.signed_out".into();
-        }
-        let hash = row.event.hash(&row.pii_digest, &prev, row.seq);
-        sql.push_str(&format!(
-            "UPDATE events SET action = '{}', prev_hash = '\\x{}', hash = '\\x{}' WHERE seq = {};",
-            row.event.action,
-            hex::encode(&prev),
-            hex::encode(hash),
-            row.seq
-        ));
-        prev = hash.to_vec();
-    }
-    sql.push_str(&format!(
-        "UPDATE chain_head SET hash = '\\x{}';",
-        hex::encode(&prev)
-    ));
-    rig.tamper(&sql).await;
-    let v = rig.verify().await;
-    assert!(!v.ok, "the head cannot be signed again without the key");
-    assert!(v.reason.contains("not signed"), "{}", v.reason);
-    assert!(rig.offline(&kept).await.is_some(), "detected offline");
+    let t = tamper::rewrite(&rig).await;
+    assert!(
+        t.detection.by_service,
+        "the head cannot be signed again without the key"
+    );
+    assert!(rig.verify().await.reason.contains("not signed"));
+    assert!(t.detection.offline, "detected offline");
 
     // A checkpoint is only as good as its key.
     let mut other = steward_audit::domain::seal::ChainKeys::default();
     other.add(steward_audit::domain::seal::ChainSigner::generate().verifying_key());
-    let report =
-        steward_audit::chain::checkpoint::verify_checkpoint(&kept, &other, &rig.app.db.url)
-            .await
-            .unwrap();
-    assert!(report.broken.unwrap().1.contains("not signed"));
+    let (_, why) = rig.offline_with(&t.kept, &other).await.expect("refused");
+    assert!(why.contains("not signed"), "{why}");
 }

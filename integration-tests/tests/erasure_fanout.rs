@@ -63,7 +63,10 @@ async fn erasure_blanks_billing_notes_and_audit_comments() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(blanked, "billing's notes still hold the user's contact data");
+    assert!(
+        blanked,
+        "billing's notes still hold the user's contact data"
+    );
 
     // The refill's audit event keeps no trace of the notes either.
     let mut clean = false;

@@ -562,8 +562,35 @@ async fn impersonation_is_recorded_limited_and_stoppable() {
         "the user is told"
     );
 
-    // An action under impersonation records admin and session.
+    // An action under impersonation records admin and session: the user
+    // accepts a share (changing the profile is refused to impersonators).
+    let owner = app.create_user("owner@impersonation.io").await;
+    let share = app
+        .as_user(&owner.id)
+        .create_collaboration(pb::CreateCollaborationRequest {
+            owner_user_id: owner.id.clone(),
+            collaborator_email: user.email.clone(),
+        })
+        .await
+        .expect("shared")
+        .into_inner()
+        .collaboration
+        .unwrap();
     app.gw_accounts(Some(as_user.clone()))
+        .accept_collaboration(pb::AcceptCollaborationRequest {
+            collaboration_id: share.id.clone(),
+        })
+        .await
+        .expect("act as the user");
+    let accepted = stored_events(&app, "collaboration.accepted", &owner.id)
+        .await
+        .pop()
+        .expect("audited");
+    assert_eq!(accepted.actor_user_id, user.id);
+    assert_eq!(accepted.impersonator_user_id, ADMIN_ID);
+    assert_eq!(accepted.impersonation_session_id, session.id);
+    let profile = app
+        .gw_accounts(Some(as_user.clone()))
         .update_user(pb::UpdateUserRequest {
             user: Some(pb::User {
                 id: user.id.clone(),
@@ -575,14 +602,8 @@ async fn impersonation_is_recorded_limited_and_stoppable() {
             }),
         })
         .await
-        .expect("act as the user");
-    let update = stored_events(&app, "user.profile.updated", &user.id)
-        .await
-        .pop()
-        .expect("audited");
-    assert_eq!(update.actor_user_id, user.id);
-    assert_eq!(update.impersonator_user_id, ADMIN_ID);
-    assert_eq!(update.impersonation_session_id, session.id);
+        .unwrap_err();
+    assert_eq!(reason(&profile), "FORBIDDEN_WHILE_IMPERSONATING");
 
     // Forbidden while impersonating: minting credentials for the user.
     let forbidden = app

@@ -101,7 +101,10 @@ async fn a_change_through_the_gateway_is_one_trace_to_the_audit_service() {
                 && attribute(s, "rpc.method").is_some_and(|m| m.ends_with("/CreateUser"))
         });
         if let Some(root) = root {
-            let trace: Vec<&Span> = spans.iter().filter(|s| s.trace_id == root.trace_id).collect();
+            let trace: Vec<&Span> = spans
+                .iter()
+                .filter(|s| s.trace_id == root.trace_id)
+                .collect();
             let ingest = trace.iter().any(|s| {
                 attribute(s, "steward.component").as_deref() == Some("steward-audit")
                     && attribute(s, "rpc.method").is_some_and(|m| m.ends_with("/IngestEvents"))
@@ -119,8 +122,14 @@ async fn a_change_through_the_gateway_is_one_trace_to_the_audit_service() {
         .filter_map(|s| attribute(s, "steward.component"))
         .collect();
     for component in ["steward-gateway", "steward-accounts", "steward-audit"] {
-        assert!(components.contains(component), "{component} in {components:?}");
+        assert!(
+            components.contains(component),
+            "{component} in {components:?}"
+        );
     }
-    assert!(trace.iter().any(|s| s.name == "outbox.deliver"), "the relay's hop is in the trace");
+    assert!(
+        trace.iter().any(|s| s.name == "outbox.deliver"),
+        "the relay's hop is in the trace"
+    );
     assert!(!created.id.is_empty());
 }
