@@ -112,6 +112,11 @@ pub fn invalid_credentials(message: &str) -> Error {
     )
 }
 
+/// The password was right; two-factor is on and no code came with it.
+pub fn totp_required() -> Error {
+    Error::precondition("TOTP_REQUIRED", "this account requires a one-time code")
+}
+
 pub fn refresh_token_reused() -> Error {
     Error::refused(
         Kind::Unauthenticated,

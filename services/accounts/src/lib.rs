@@ -78,6 +78,15 @@ pub struct IdentityConfig {
     pub api_token_max_ttl: Duration,
     /// Shown by authenticator apps next to the account.
     pub totp_issuer: String,
+    /// The key-encryption key of TOTP secrets at rest (base64 of 32 bytes;
+    /// see `identity::totp_keys`). `steward up` creates one in the data
+    /// dir. Unset: a key derived from the signing key (rotating that key
+    /// then needs this set to the derived key's file first; a warning
+    /// says so).
+    pub totp_key_file: Option<std::path::PathBuf>,
+    /// Retired keys that still open secrets sealed before a rotation, until
+    /// a start-up has sealed them all again under `totp_key_file`.
+    pub totp_retired_key_files: Vec<std::path::PathBuf>,
 }
 
 impl Default for IdentityConfig {
@@ -95,6 +104,8 @@ impl Default for IdentityConfig {
             api_token_default_ttl: Duration::from_secs(90 * DAY),
             api_token_max_ttl: Duration::from_secs(366 * DAY),
             totp_issuer: "Steward".into(),
+            totp_key_file: None,
+            totp_retired_key_files: Vec::new(),
         }
     }
 }
@@ -128,12 +139,18 @@ pub struct Deps {
 pub struct Application {
     listener: TcpListener,
     deps: Deps,
+    totp_keys: identity::totp_keys::TotpKeys,
 }
 
 impl Application {
     pub async fn build(deps: Deps) -> std::io::Result<Self> {
+        let totp_keys = totp_keys(&deps.config.identity, &deps.signer)?;
         let listener = TcpListener::bind(deps.config.listen).await?;
-        Ok(Self { listener, deps })
+        Ok(Self {
+            listener,
+            deps,
+            totp_keys,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -168,6 +185,14 @@ impl Application {
             shutdown.clone(),
         );
         tasks.spawn(revocations.clone().run());
+        let (resealing, keys) = (commands.clone(), self.totp_keys.clone());
+        tasks.spawn(async move {
+            match identity::two_factor::reseal_all(&resealing, &keys).await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(count, key = keys.current_id(), "TOTP secrets sealed under the current key"),
+                Err(error) => tracing::warn!(%error, "cannot seal TOTP secrets again; retried at the next start"),
+            }
+        });
         tasks.spawn(erasure::job::run(
             commands.clone(),
             quotas::Delays::new(
@@ -182,6 +207,7 @@ impl Application {
             identity::Issuer {
                 signer: self.deps.signer.clone(),
                 config: self.deps.config.identity.clone(),
+                totp_keys: self.totp_keys.clone(),
             },
             self.deps.retired_keys.clone(),
             self.deps.page_tokens.clone(),
@@ -207,5 +233,30 @@ impl Application {
         let _ = stop_tasks.send(true);
         while tasks.join_next().await.is_some() {}
         served
+    }
+}
+
+/// `accounts.identity.totp_key_file` (+ retired files), else a key derived
+/// from the signing key.
+fn totp_keys(
+    config: &IdentityConfig,
+    signer: &TokenSigner,
+) -> std::io::Result<identity::totp_keys::TotpKeys> {
+    use identity::totp_keys::TotpKeys;
+    match &config.totp_key_file {
+        Some(file) => TotpKeys::from_files(file, &config.totp_retired_key_files)
+            .map_err(std::io::Error::other),
+        None => {
+            tracing::warn!(
+                "accounts.identity.totp_key_file unset: TOTP secrets are sealed with a key derived from the signing key"
+            );
+            let retired = config
+                .totp_retired_key_files
+                .iter()
+                .map(|p| identity::totp_keys::read_key_file(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(std::io::Error::other)?;
+            Ok(TotpKeys::new(signer.derived_secret("totp-kek"), retired))
+        }
     }
 }

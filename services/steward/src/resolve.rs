@@ -89,6 +89,27 @@ pub fn audit_chain_key(config: &mut Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `accounts.identity.totp_key_file`, else the data dir's `totp-key`
+/// (created once, like the signing key): the key-encryption key of TOTP
+/// secrets at rest, kept outside the database.
+pub fn totp_key(config: &mut Config) -> anyhow::Result<()> {
+    if config.accounts.identity.totp_key_file.is_some() {
+        return Ok(());
+    }
+    let dir = config.data_dir();
+    let file = dir.join("totp-key");
+    if !file.exists() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_secret(
+            &file,
+            &steward_accounts::identity::totp_keys::new_key_file_contents(),
+        )?;
+        eprintln!("created a development TOTP key at {}", file.display());
+    }
+    config.accounts.identity.totp_key_file = Some(file);
+    Ok(())
+}
+
 pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     #[cfg(unix)]

@@ -75,6 +75,7 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
         );
     }
     resolve::audit_chain_key(&mut config)?;
+    resolve::totp_key(&mut config)?;
     if config.audit.checkpoint_dir.is_none() {
         config.audit.checkpoint_dir = Some(config.data_dir().join("audit-checkpoints"));
     }
@@ -138,6 +139,9 @@ pub async fn serve(mut config: Config, component: Component) -> anyhow::Result<(
     }
     if component == Component::Audit {
         resolve::audit_chain_key(&mut config)?;
+    }
+    if component == Component::Accounts {
+        resolve::totp_key(&mut config)?;
     }
     if component == Component::Gateway {
         spool_in_data_dir(&mut config);

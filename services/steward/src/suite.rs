@@ -203,7 +203,7 @@ impl Suite {
             db::migrate(url, quotas::SCHEMA, quotas::MIGRATIONS).await?;
             let pool = db::pool(url, quotas::SCHEMA, &config.pool).await?;
             let app = quotas::Application::build(quotas::Deps {
-                security: resolved.security_recording(&pool, quotas::SOURCE)?,
+                security: resolved.security_recording(&revocations, &pool, quotas::SOURCE)?,
                 pool,
                 database_url: url.to_owned(),
                 page_tokens: resolved.page_tokens(),

@@ -143,8 +143,9 @@ impl pb::auth_service_server::AuthService for AuthApi {
         .on(|r| &r.user_id);
         let input = req::own_user(&c.caller, &c.request.user_id);
         let issuer = &self.config().totp_issuer;
+        let keys = &self.issuer.totp_keys;
         c.run(input, async |tx, id| {
-            let e = two_factor::enroll(tx, id, issuer).await?;
+            let e = two_factor::enroll(tx, keys, id, issuer).await?;
             Ok(pb::EnrollTotpResponse {
                 secret: e.secret,
                 otpauth_uri: e.otpauth_uri,
@@ -160,8 +161,9 @@ impl pb::auth_service_server::AuthService for AuthApi {
         let c = change(&self.commands, request, "user.two_factor.enabled")?.on(|r| &r.user_id);
         let input =
             req::own_user(&c.caller, &c.request.user_id).map(|id| (id, c.request.code.clone()));
+        let keys = &self.issuer.totp_keys;
         c.run(input, async |tx, (id, code)| {
-            two_factor::confirm(tx, id, &code).await?;
+            two_factor::confirm(tx, keys, id, &code).await?;
             Ok(pb::ConfirmTotpResponse {})
         })
         .await

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::{
     Issuer, Tokens, passwords,
     store::{self, CredentialChanges},
+    totp_keys::Column,
 };
 use crate::{
     SOURCE,
@@ -78,8 +79,8 @@ impl Issuer {
 }
 
 /// Password (and, when enabled, a one-time code) for a session. Every
-/// failure counts towards the lockout; a correct password without the
-/// code it needs is answered `TOTP_REQUIRED` without counting.
+/// failure counts towards the lockout, a correct password without the code
+/// it needs (answered `TOTP_REQUIRED`) included.
 pub async fn sign_in(
     conn: &mut AsyncPgConnection,
     issuer: &Issuer,
@@ -109,19 +110,37 @@ pub async fn sign_in(
                 let refusal = error::account_locked(attempts.locked_until.unwrap_or(now));
                 return refuse(conn, &record, refusal).await;
             }
+            // Every failure counts toward the lockout, the missing code
+            // included: answering TOTP_REQUIRED says the password was right,
+            // so uncounted it would let anyone guess passwords without end.
             let second_factor = if !password_ok || !user.two_factor_enabled {
                 None
             } else if input.totp_code.is_empty() {
-                // The password was right: asking for the code is no failure,
-                // and counting it would lock users out.
-                return Ok(Err(Error::precondition(
-                    "TOTP_REQUIRED",
-                    "this account requires a one-time code",
-                )));
+                Some(None)
             } else {
-                Some(credentials.totp_secret.as_deref().and_then(|secret| {
+                let secret = match credentials.totp_secret.as_deref() {
+                    Some(stored) => Some(issuer.totp_keys.open(user.id, Column::Secret, stored)),
+                    None => None,
+                };
+                let secret = secret.transpose().map_err(|e| {
+                    tracing::error!(user_id = %user.id, error = %e, "cannot open a TOTP secret");
+                    Error::Internal(e.to_string())
+                })?;
+                if let Some(opened) = secret.as_ref().filter(|o| o.stale) {
+                    // Plain text or a retired key: sealed under the current
+                    // key as it is used.
+                    let sealed = issuer
+                        .totp_keys
+                        .seal(user.id, Column::Secret, &opened.secret);
+                    let changes = CredentialChanges {
+                        totp_secret: Some(Some(sealed)),
+                        ..CredentialChanges::default()
+                    };
+                    store::update_credentials(conn, user.id, changes).await?;
+                }
+                Some(secret.and_then(|opened| {
                     totp::verify(
-                        secret,
+                        &opened.secret,
                         &input.totp_code,
                         now.timestamp(),
                         credentials.totp_last_step,
@@ -132,10 +151,14 @@ pub async fn sign_in(
                 let (after, locked) = attempts.after_failure(&policy, now);
                 store::update_credentials(conn, user.id, CredentialChanges::attempts(after))
                     .await?;
-                let what = if password_ok {
-                    "wrong one-time code"
+                let (what, refusal) = if !password_ok {
+                    let what = "wrong email or password";
+                    (what, error::invalid_credentials(what))
+                } else if input.totp_code.is_empty() {
+                    ("one-time code required", error::totp_required())
                 } else {
-                    "wrong email or password"
+                    let what = "wrong one-time code";
+                    (what, error::invalid_credentials(what))
                 };
                 record.clone().failed(what).write(conn).await?;
                 if locked {
@@ -148,7 +171,7 @@ pub async fn sign_in(
                         .write(conn)
                         .await?;
                 }
-                return Ok(Err(error::invalid_credentials(what)));
+                return Ok(Err(refusal));
             }
             if let Err(refusal) = error::ensure_may_sign_in(&user) {
                 return refuse(conn, &record, refusal).await;

@@ -8,6 +8,7 @@ pub mod impersonation;
 pub mod passwords;
 pub mod revocations;
 pub mod store;
+pub mod totp_keys;
 pub mod two_factor;
 
 use chrono::{DateTime, Utc};
@@ -46,6 +47,8 @@ impl Tokens {
 pub struct Issuer {
     pub signer: TokenSigner,
     pub config: IdentityConfig,
+    /// Seal and open TOTP secrets at rest.
+    pub totp_keys: totp_keys::TotpKeys,
 }
 
 pub(crate) fn chrono_duration(d: std::time::Duration) -> chrono::Duration {

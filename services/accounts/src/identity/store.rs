@@ -73,6 +73,21 @@ pub async fn lock_credentials(
         .await
 }
 
+/// Users with a TOTP secret (active or pending) stored.
+pub async fn users_with_totp_secrets(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Uuid>> {
+    use credentials::dsl as c;
+    c::credentials
+        .filter(
+            c::totp_secret
+                .is_not_null()
+                .or(c::totp_pending_secret.is_not_null()),
+        )
+        .select(c::user_id)
+        .order(c::user_id)
+        .load(conn)
+        .await
+}
+
 pub async fn update_credentials(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,

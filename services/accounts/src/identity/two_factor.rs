@@ -6,7 +6,10 @@ use diesel_async::AsyncPgConnection;
 use steward_kit::Tx;
 use uuid::Uuid;
 
-use super::store::{self, CredentialChanges};
+use super::{
+    store::{self, CredentialChanges},
+    totp_keys::{Column, TotpKeys},
+};
 use crate::{
     domain::totp,
     error::{self, Error},
@@ -25,7 +28,12 @@ pub struct Enrollment {
 
 /// Starts (or restarts) enrollment: a pending secret, active once
 /// [`confirm`]ed.
-pub async fn enroll(tx: &mut Tx<'_>, user_id: Uuid, issuer: &str) -> Result<Enrollment, Error> {
+pub async fn enroll(
+    tx: &mut Tx<'_>,
+    keys: &TotpKeys,
+    user_id: Uuid,
+    issuer: &str,
+) -> Result<Enrollment, Error> {
     let user = load_user(tx.conn, user_id).await?;
     error::ensure_live(&user)?;
     if user.two_factor_enabled {
@@ -37,7 +45,7 @@ pub async fn enroll(tx: &mut Tx<'_>, user_id: Uuid, issuer: &str) -> Result<Enro
     store::lock_credentials(tx.conn, user_id).await?;
     let secret = totp::generate_secret();
     let pending = CredentialChanges {
-        totp_pending_secret: Some(Some(secret.clone())),
+        totp_pending_secret: Some(Some(keys.seal(user_id, Column::Pending, &secret))),
         ..CredentialChanges::default()
     };
     store::update_credentials(tx.conn, user_id, pending).await?;
@@ -48,7 +56,12 @@ pub async fn enroll(tx: &mut Tx<'_>, user_id: Uuid, issuer: &str) -> Result<Enro
 }
 
 /// Turns two-factor on with the pending secret once `code` matches it.
-pub async fn confirm(tx: &mut Tx<'_>, user_id: Uuid, code: &str) -> Result<(), Error> {
+pub async fn confirm(
+    tx: &mut Tx<'_>,
+    keys: &TotpKeys,
+    user_id: Uuid,
+    code: &str,
+) -> Result<(), Error> {
     let user = load_user(tx.conn, user_id).await?;
     error::ensure_live(&user)?;
     let credentials = store::lock_credentials(tx.conn, user_id).await?;
@@ -58,12 +71,13 @@ pub async fn confirm(tx: &mut Tx<'_>, user_id: Uuid, code: &str) -> Result<(), E
             "start with EnrollTotp",
         ));
     };
+    let pending = open(keys, user_id, Column::Pending, &pending)?;
     let now = Utc::now().timestamp();
     let Some(step) = totp::verify(&pending, code, now, credentials.totp_last_step) else {
         return Err(Error::invalid("code", "does not match"));
     };
     let secret = CredentialChanges {
-        totp_secret: Some(Some(pending)),
+        totp_secret: Some(Some(keys.seal(user_id, Column::Secret, &pending))),
         totp_pending_secret: Some(None),
         totp_last_step: Some(step),
         ..CredentialChanges::default()
@@ -101,4 +115,69 @@ async fn set_two_factor(
     };
     users::update(conn, id, flag).await?;
     Ok(())
+}
+
+/// A stored secret in clear (an unknown key or a corrupt value is an
+/// operator's problem: INTERNAL, logged).
+pub fn open(keys: &TotpKeys, user_id: Uuid, column: Column, stored: &str) -> Result<String, Error> {
+    keys.open(user_id, column, stored)
+        .map(|opened| opened.secret)
+        .map_err(|e| {
+            tracing::error!(%user_id, error = %e, "cannot open a TOTP secret");
+            Error::Internal(e.to_string())
+        })
+}
+
+/// Seals again every secret stored in plain text or under a retired key
+/// (run at start-up); returns how many were sealed.
+pub async fn reseal_all(commands: &steward_kit::Commands, keys: &TotpKeys) -> Result<usize, Error> {
+    let ids = commands
+        .read(async |conn| Ok(store::users_with_totp_secrets(conn).await?))
+        .await?;
+    let mut resealed = 0;
+    for user_id in ids {
+        resealed += commands
+            .read(async |conn| {
+                use diesel_async::AsyncConnection;
+                conn.transaction::<_, Error, _>(async |conn| reseal(conn, keys, user_id).await)
+                    .await
+            })
+            .await?;
+    }
+    Ok(resealed)
+}
+
+async fn reseal(
+    conn: &mut AsyncPgConnection,
+    keys: &TotpKeys,
+    user_id: Uuid,
+) -> Result<usize, Error> {
+    let credentials = store::lock_credentials(conn, user_id).await?;
+    let mut changes = CredentialChanges::default();
+    let mut count = 0;
+    let columns = [
+        (Column::Secret, &credentials.totp_secret),
+        (Column::Pending, &credentials.totp_pending_secret),
+    ];
+    for (column, stored) in columns {
+        let Some(stored) = stored else { continue };
+        let opened = match keys.open(user_id, column, stored) {
+            Ok(opened) if opened.stale => opened,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::error!(%user_id, error = %e, "cannot open a TOTP secret to seal it again");
+                continue;
+            }
+        };
+        let sealed = Some(Some(keys.seal(user_id, column, &opened.secret)));
+        match column {
+            Column::Secret => changes.totp_secret = sealed,
+            Column::Pending => changes.totp_pending_secret = sealed,
+        }
+        count += 1;
+    }
+    if count > 0 {
+        store::update_credentials(conn, user_id, changes).await?;
+    }
+    Ok(count)
 }
