@@ -266,6 +266,24 @@ fn escape_like(s: &str) -> String {
     out
 }
 
+/// Lexemes are at most 2046 bytes; emails are far shorter.
+const MAX_INDEXED_NEEDLE: usize = 1024;
+
+/// The tsquery "some lexeme starts with `needle`", quoted so that any
+/// character of the needle is literal.
+fn suffix_prefix_query(needle: &str) -> String {
+    let mut out = String::with_capacity(needle.len() + 4);
+    out.push('\'');
+    for c in needle.chars() {
+        if matches!(c, '\'' | '\\') {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push_str("':*");
+    out
+}
+
 /// One page of users in keyset order: rows strictly after `after`, at most
 /// `limit`. The row comparison `(key, id) > (...)` lets PostgreSQL walk the
 /// matching (filter, key, id) index without OFFSET or COUNT.
@@ -287,6 +305,16 @@ pub async fn list(
         query = query.filter(u::id.eq(id));
     }
     if let Some(needle) = &filter.email_contains {
+        // The suffix index finds the candidates (see the email_substring
+        // migration); the LIKE is the definition. A needle longer than a
+        // lexeme may be is left to the LIKE: no email is that long.
+        if needle.len() <= MAX_INDEXED_NEEDLE {
+            query = query.filter(
+                sql::<Bool>("email_suffixes(email) @@ ")
+                    .bind::<Text, _>(suffix_prefix_query(needle))
+                    .sql("::tsquery"),
+            );
+        }
         query = query.filter(u::email.like(format!("%{}%", escape_like(needle))));
     }
     let descending = matches!(order, Order::SignupDesc | Order::EmailDesc);
@@ -339,6 +367,12 @@ pub async fn password_hash(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResul
 #[cfg(test)]
 mod tests {
     use super::escape_like;
+
+    #[test]
+    fn suffix_query_quotes_the_needle() {
+        assert_eq!(super::suffix_prefix_query("user4242"), "'user4242':*");
+        assert_eq!(super::suffix_prefix_query("o'b\\c:*&"), "'o''b\\\\c:*&':*");
+    }
 
     #[test]
     fn like_wildcards_are_literal() {
