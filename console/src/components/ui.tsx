@@ -75,10 +75,18 @@ export function Progress({ label, done, total }: { label: string; done?: number;
   );
 }
 
-const STATUS: Record<number, { label: string; cls: string; glyph: string }> = {
+// The lock is drawn, not a glyph: emoji fonts are not everywhere.
+const LOCK = (
+  <svg width="11" height="12" viewBox="0 0 11 12" aria-hidden>
+    <rect x="1" y="5" width="9" height="7" rx="1.5" fill="#b54708" />
+    <path d="M3 5V3.5a2.5 2.5 0 0 1 5 0V5" stroke="#b54708" strokeWidth="1.5" fill="none" />
+  </svg>
+);
+
+const STATUS: Record<number, { label: string; cls: string; glyph: ReactNode }> = {
   [UserStatus.ACTIVE]: { label: "Active", cls: "st-active", glyph: "●" },
   [UserStatus.INACTIVE]: { label: "Inactive", cls: "st-inactive", glyph: "●" },
-  [UserStatus.SUSPENDED]: { label: "Suspended", cls: "st-suspended", glyph: "🔒" },
+  [UserStatus.SUSPENDED]: { label: "Suspended", cls: "st-suspended", glyph: LOCK },
   [UserStatus.DESTROYED]: { label: "Destroyed", cls: "st-gone", glyph: "●" },
   [UserStatus.DELETED]: { label: "Deleted", cls: "st-gone", glyph: "●" },
 };
