@@ -650,7 +650,12 @@ async fn impersonation_is_recorded_limited_and_stoppable() {
         .await
         .unwrap_err();
     assert_eq!(after.code(), Code::Unauthenticated);
-    assert_eq!(reason(&after), "IMPERSONATION_ENDED");
+    // The revocation list usually arrives first (TOKEN_REVOKED); the
+    // gateway's own session check says the same thing otherwise.
+    assert!(
+        ["TOKEN_REVOKED", "IMPERSONATION_ENDED"].contains(&reason(&after).as_str()),
+        "{after:?}"
+    );
     for action in ["impersonation.started", "impersonation.stopped"] {
         let event = stored_events(&app, action, &user.id)
             .await
