@@ -204,24 +204,30 @@ async fn impersonated_actions_record_the_impersonator() {
         sub: "admin-7".into(),
     });
     claims.sid = Some("session-9".into());
-    let mut client = app.client(Some(app.signer.sign(&claims)));
-    client
-        .update_user(pb::UpdateUserRequest {
-            user: Some(pb::User {
-                id: me.id.clone(),
-                phone: Some("+15551230000".into()),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["phone".into()],
-            }),
+    // Accepting a share is open to impersonators (changing the profile is
+    // not: see the policy of UpdateUser).
+    let owner = app.create_user("owner@policy.io").await;
+    let share = app
+        .as_user(&owner.id)
+        .create_collaboration(pb::CreateCollaborationRequest {
+            owner_user_id: owner.id.clone(),
+            collaborator_email: me.email.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .collaboration
+        .unwrap();
+    app.client(Some(app.signer.sign(&claims)))
+        .accept_collaboration(pb::AcceptCollaborationRequest {
+            collaboration_id: share.id,
         })
         .await
         .unwrap();
     let event = steward_integration_tests::audit_events(&app)
         .await
         .into_iter()
-        .find(|e| e.action == "user.profile.updated")
+        .find(|e| e.action == "collaboration.accepted")
         .unwrap();
     assert_eq!(event.impersonator_user_id, "admin-7");
     assert_eq!(event.impersonation_session_id, "session-9");
