@@ -59,6 +59,21 @@ impl Key {
             fingerprint: idempotency::fingerprint(request),
         })
     }
+
+    /// The method and caller the key belongs to.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// The caller's request id.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The digest of the request the key was first used with.
+    pub fn fingerprint(&self) -> &[u8] {
+        &self.fingerprint
+    }
 }
 
 /// The transaction a command body runs in, with the audit records that

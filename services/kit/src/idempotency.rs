@@ -112,6 +112,138 @@ pub async fn complete<M: Message>(
         .map(|_| ())
 }
 
+/// [`claim`] for many distinct keys in two statements (a batch of commands
+/// sharing one transaction), in the order given. Claims take the keys' row
+/// locks in (scope, key) order whatever that order is, so two batches never
+/// deadlock on each other's keys.
+pub async fn claim_many(
+    conn: &mut AsyncPgConnection,
+    keys: &[(&str, &str, &[u8])],
+) -> Result<Vec<Result<Claim, IdempotencyError>>, IdempotencyError> {
+    use diesel::sql_types::{Array, Bytea, Nullable, Text};
+
+    #[derive(QueryableByName)]
+    struct Claimed {
+        #[diesel(sql_type = Text)]
+        scope: String,
+        #[diesel(sql_type = Text)]
+        key: String,
+    }
+    #[derive(QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = Text)]
+        scope: String,
+        #[diesel(sql_type = Text)]
+        key: String,
+        #[diesel(sql_type = Bytea)]
+        fingerprint: Vec<u8>,
+        #[diesel(sql_type = Nullable<Bytea>)]
+        response: Option<Vec<u8>>,
+    }
+
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sorted: Vec<&(&str, &str, &[u8])> = keys.iter().collect();
+    sorted.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let scopes: Vec<&str> = sorted.iter().map(|k| k.0).collect();
+    let names: Vec<&str> = sorted.iter().map(|k| k.1).collect();
+    let prints: Vec<&[u8]> = sorted.iter().map(|k| k.2).collect();
+    let claimed: Vec<Claimed> = diesel::sql_query(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[])
+         ON CONFLICT DO NOTHING
+         RETURNING scope, key",
+    )
+    .bind::<Array<Text>, _>(&scopes)
+    .bind::<Array<Text>, _>(&names)
+    .bind::<Array<Bytea>, _>(&prints)
+    .load(conn)
+    .await?;
+    let claimed: std::collections::HashSet<(String, String)> =
+        claimed.into_iter().map(|c| (c.scope, c.key)).collect();
+    let mut stored = std::collections::HashMap::new();
+    if claimed.len() < keys.len() {
+        let rows: Vec<Stored> = diesel::sql_query(
+            "SELECT k.scope, k.key, k.fingerprint, k.response
+             FROM idempotency_keys k JOIN UNNEST($1::text[], $2::text[]) AS q(s, n)
+               ON k.scope = q.s AND k.key = q.n",
+        )
+        .bind::<Array<Text>, _>(&scopes)
+        .bind::<Array<Text>, _>(&names)
+        .load(conn)
+        .await?;
+        for r in rows {
+            stored.insert((r.scope, r.key), (r.fingerprint, r.response));
+        }
+    }
+    Ok(keys
+        .iter()
+        .map(|(scope, key, fingerprint)| {
+            let id = ((*scope).to_owned(), (*key).to_owned());
+            if claimed.contains(&id) {
+                return Ok(Claim::New);
+            }
+            match stored.get(&id) {
+                Some((stored, _)) if stored.as_slice() != *fingerprint => {
+                    Err(IdempotencyError::Mismatch)
+                }
+                Some((_, response)) => Ok(Claim::Replay(response.clone().unwrap_or_default())),
+                // Neither inserted nor found: not possible under the lock
+                // the insert waited for, but never answer with a guess.
+                None => Err(IdempotencyError::Database(diesel::result::Error::NotFound)),
+            }
+        })
+        .collect())
+}
+
+/// [`complete`] for many claimed keys in one statement.
+pub async fn complete_many(
+    conn: &mut AsyncPgConnection,
+    responses: &[(&str, &str, Vec<u8>)],
+) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Bytea, Text};
+
+    if responses.is_empty() {
+        return Ok(());
+    }
+    let scopes: Vec<&str> = responses.iter().map(|r| r.0).collect();
+    let names: Vec<&str> = responses.iter().map(|r| r.1).collect();
+    let bodies: Vec<&[u8]> = responses.iter().map(|r| r.2.as_slice()).collect();
+    diesel::sql_query(
+        "UPDATE idempotency_keys k SET response = q.r
+         FROM UNNEST($1::text[], $2::text[], $3::bytea[]) AS q(s, n, r)
+         WHERE k.scope = q.s AND k.key = q.n",
+    )
+    .bind::<Array<Text>, _>(&scopes)
+    .bind::<Array<Text>, _>(&names)
+    .bind::<Array<Bytea>, _>(&bodies)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Gives claimed keys back (their commands were refused): what a rollback
+/// does for a command in a transaction of its own, so a retry executes.
+pub async fn release_many(conn: &mut AsyncPgConnection, keys: &[(&str, &str)]) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Text};
+
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let scopes: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let names: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    diesel::sql_query(
+        "DELETE FROM idempotency_keys k USING UNNEST($1::text[], $2::text[]) AS q(s, n)
+         WHERE k.scope = q.s AND k.key = q.n",
+    )
+    .bind::<Array<Text>, _>(&scopes)
+    .bind::<Array<Text>, _>(&names)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
 /// Forgets keys older than `retention` (a retry after that executes again).
 pub async fn purge(
     conn: &mut AsyncPgConnection,

@@ -4,11 +4,12 @@
 
 pub mod convert;
 
+use prost::Message;
 use steward_kit::{
     Commands, Key,
     auth::Caller,
     db::Pool,
-    outbox::AuditRecord,
+    outbox::{AuditRecord, record_refusal},
     page::{self, PageTokens},
     validate::{DEFAULT_PAGE, MAX_PAGE},
 };
@@ -19,7 +20,11 @@ use crate::{
     BillingConfig, SOURCE,
     domain::money,
     error::{CONSTRAINTS, Error},
-    ledger::{self, commands::MoneyInput},
+    ledger::{
+        self,
+        batcher::{Applied, Batcher, Encode, Kind, MoneyOp},
+        commands::MoneyInput,
+    },
     subscriptions, usage,
 };
 
@@ -28,14 +33,68 @@ pub struct BillingApi {
     commands: Commands,
     tokens: PageTokens,
     config: BillingConfig,
+    ledger: Batcher,
 }
 
+/// Refill and Withdraw batchers (shards of accounts; one account is always
+/// in the same shard).
+const LEDGER_SHARDS: usize = 4;
+
 impl BillingApi {
+    /// Starts the ledger batchers: call inside the runtime.
     pub fn new(pool: Pool, tokens: PageTokens, config: BillingConfig) -> Self {
         Self {
+            ledger: Batcher::spawn(pool.clone(), config.extra_bonus.clone(), LEDGER_SHARDS),
             commands: Commands::new(pool, CONSTRAINTS),
             tokens,
             config,
+        }
+    }
+
+    /// A refill or withdrawal through its shard's batcher, in the command
+    /// runner's envelope (invalid input audited, key replayed, record
+    /// committed with the change, refusal audited).
+    async fn money<T: Message + Default>(
+        &self,
+        kind: Kind,
+        caller: &Caller,
+        record: AuditRecord,
+        key: Option<Key>,
+        input: Result<MoneyInput, Error>,
+        encode: Encode,
+    ) -> Result<T, Status> {
+        let input = match input {
+            Ok(input) => input,
+            Err(e) => {
+                let e = e.resolve(CONSTRAINTS);
+                if e.is_refusal() {
+                    record_refusal(self.commands.pool(), record, e.to_string()).await;
+                }
+                return Err(e.into());
+            }
+        };
+        let done = self
+            .ledger
+            .submit(MoneyOp {
+                kind,
+                actor: caller.user_id.clone(),
+                input,
+                record,
+                key,
+                traceparent: steward_kit::telemetry::current_traceparent(),
+                encode,
+            })
+            .await;
+        match done {
+            Ok(bytes) => T::decode(bytes.as_slice())
+                .map_err(|e| Error::Internal(format!("ledger response: {e}")).into()),
+            Err(e) => {
+                if e.is_refusal() {
+                    // The batcher wrote its FAILURE record.
+                    steward_kit::auth::refusals::mark_audited();
+                }
+                Err(e.into())
+            }
         }
     }
 
@@ -127,17 +186,22 @@ impl pb::billing_service_server::BillingService for BillingApi {
             &input,
         );
         let key = Key::of("Refill", &caller, &r.request_id, &r);
-        let response = self
-            .commands
-            .run(record, key, input, async |tx, input| {
-                let done =
-                    ledger::commands::refill(tx, &caller.user_id, &input, &self.config.extra_bonus)
-                        .await?;
-                Ok(pb::RefillResponse {
-                    entries: done.entries.iter().map(convert::entry).collect(),
-                    balance: self.balance(&r.user_id, done.balances),
-                })
-            })
+        let (currency, user_id) = (self.config.currency.clone(), r.user_id.clone());
+        let response: pb::RefillResponse = self
+            .money(
+                Kind::Refill,
+                &caller,
+                record,
+                key,
+                input,
+                Box::new(move |done: &Applied| {
+                    pb::RefillResponse {
+                        entries: done.entries.iter().map(convert::entry).collect(),
+                        balance: Some(convert::balance(&user_id, done.balances, &currency)),
+                    }
+                    .encode_to_vec()
+                }),
+            )
             .await?;
         Ok(Response::new(response))
     }
@@ -161,16 +225,22 @@ impl pb::billing_service_server::BillingService for BillingApi {
             &input,
         );
         let key = Key::of("Withdraw", &caller, &r.request_id, &r);
-        let response = self
-            .commands
-            .run(record, key, input, async |tx, input| {
-                let (entry, balances) =
-                    ledger::commands::withdraw(tx, &caller.user_id, &input).await?;
-                Ok(pb::WithdrawResponse {
-                    entry: Some(convert::entry(&entry)),
-                    balance: self.balance(&r.user_id, balances),
-                })
-            })
+        let (currency, user_id) = (self.config.currency.clone(), r.user_id.clone());
+        let response: pb::WithdrawResponse = self
+            .money(
+                Kind::Withdraw,
+                &caller,
+                record,
+                key,
+                input,
+                Box::new(move |done: &Applied| {
+                    pb::WithdrawResponse {
+                        entry: done.entries.first().map(convert::entry),
+                        balance: Some(convert::balance(&user_id, done.balances, &currency)),
+                    }
+                    .encode_to_vec()
+                }),
+            )
             .await?;
         Ok(Response::new(response))
     }

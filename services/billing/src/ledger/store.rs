@@ -158,6 +158,156 @@ pub async fn debit(
     Ok(applied.map(|a| entry(change, entry_id, -change.amount, &a)))
 }
 
+/// The balances of a batch's accounts, locked until its transaction ends
+/// (the batcher decides against them in memory, then writes them back with
+/// [`write_batch`]). Accounts in `create` get a zero row first if they have
+/// none; others without a row are absent from the answer.
+pub async fn lock_balances(
+    conn: &mut AsyncPgConnection,
+    users: &[Uuid],
+    create: &[Uuid],
+) -> QueryResult<HashMap<Uuid, Balances>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = SqlUuid)]
+        user_id: Uuid,
+        #[diesel(sql_type = Text)]
+        main: String,
+        #[diesel(sql_type = Text)]
+        bonus: String,
+    }
+    if !create.is_empty() {
+        diesel::sql_query(
+            "INSERT INTO balances (user_id) SELECT * FROM UNNEST($1::uuid[]) ORDER BY 1
+             ON CONFLICT DO NOTHING",
+        )
+        .bind::<Array<SqlUuid>, _>(create)
+        .execute(conn)
+        .await?;
+    }
+    // Row locks in id order: two batches over the same accounts queue
+    // rather than deadlock.
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT user_id, main::text AS main, bonus::text AS bonus FROM balances
+         WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE",
+    )
+    .bind::<Array<SqlUuid>, _>(users)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.user_id,
+                Balances {
+                    main: dec(&r.main),
+                    bonus: dec(&r.bonus),
+                },
+            )
+        })
+        .collect())
+}
+
+/// A ledger entry decided by the batcher, before it has an id.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub entry_id: Uuid,
+    pub user_id: Uuid,
+    pub operation: Operation,
+    pub balance_type: BalanceType,
+    /// Signed: credits positive, debits negative.
+    pub amount: Decimal,
+    pub balance_after: Decimal,
+    pub actor_user_id: String,
+    pub notes: String,
+}
+
+/// Writes a batch's entries (one insert, ids in the order given) and its
+/// accounts' final balances (one update); returns the entries as stored.
+pub async fn write_batch(
+    conn: &mut AsyncPgConnection,
+    entries: &[NewEntry],
+    balances: &[(Uuid, Balances)],
+) -> QueryResult<Vec<Entry>> {
+    #[derive(QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = SqlUuid)]
+        entry_id: Uuid,
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Timestamptz)]
+        created_at: DateTime<Utc>,
+    }
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stored: Vec<Stored> = diesel::sql_query(
+        "INSERT INTO ledger (entry_id, user_id, operation, balance_type, amount, balance_after, actor_user_id, notes)
+         SELECT e, u, o, t, a::numeric, b::numeric, actor, n
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+              WITH ORDINALITY AS x(e, u, o, t, a, b, actor, n, i)
+         ORDER BY i
+         RETURNING entry_id, id, created_at",
+    )
+    .bind::<Array<SqlUuid>, _>(entries.iter().map(|e| e.entry_id).collect::<Vec<_>>())
+    .bind::<Array<SqlUuid>, _>(entries.iter().map(|e| e.user_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(entries.iter().map(|e| e.operation.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(entries.iter().map(|e| e.balance_type.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(entries.iter().map(|e| e.amount.to_string()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(entries.iter().map(|e| e.balance_after.to_string()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(entries.iter().map(|e| e.actor_user_id.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(entries.iter().map(|e| e.notes.as_str()).collect::<Vec<_>>())
+    .load(conn)
+    .await?;
+    let stored: HashMap<Uuid, (i64, DateTime<Utc>)> = stored
+        .into_iter()
+        .map(|s| (s.entry_id, (s.id, s.created_at)))
+        .collect();
+    if !balances.is_empty() {
+        diesel::sql_query(
+            "UPDATE balances b SET main = v.m::numeric, bonus = v.bo::numeric, updated_at = now()
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS v(u, m, bo)
+             WHERE b.user_id = v.u",
+        )
+        .bind::<Array<SqlUuid>, _>(balances.iter().map(|b| b.0).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            balances
+                .iter()
+                .map(|b| b.1.main.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            balances
+                .iter()
+                .map(|b| b.1.bonus.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .execute(conn)
+        .await?;
+    }
+    entries
+        .iter()
+        .map(|e| {
+            let (id, created_at) = stored
+                .get(&e.entry_id)
+                .copied()
+                .ok_or(diesel::result::Error::NotFound)?;
+            Ok(Entry {
+                id,
+                entry_id: e.entry_id,
+                user_id: e.user_id,
+                operation: e.operation,
+                balance_type: e.balance_type,
+                amount: e.amount,
+                balance_after: e.balance_after,
+                actor_user_id: e.actor_user_id.clone(),
+                notes: e.notes.clone(),
+                created_at,
+            })
+        })
+        .collect()
+}
+
 /// Whether a charge may take the main balance below zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overdraft {

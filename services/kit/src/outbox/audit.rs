@@ -162,6 +162,45 @@ impl AuditRecord {
         super::enqueue(conn, super::AUDIT, id, &event).await?;
         Ok(id)
     }
+
+    /// Writes many events to the outbox in one insert and one notification
+    /// (a batch of commands sharing a transaction); each carries the trace
+    /// context of its own request rather than the writer's.
+    pub async fn write_all(
+        conn: &mut AsyncPgConnection,
+        records: &[(AuditRecord, Option<String>)],
+    ) -> QueryResult<()> {
+        use diesel::ExpressionMethods;
+        use diesel_async::RunQueryDsl;
+
+        use crate::schema::outbox::dsl as o;
+
+        if records.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<_> = records
+            .iter()
+            .map(|(record, traceparent)| {
+                let (id, event) = record.finish();
+                (
+                    o::destination.eq(super::AUDIT),
+                    o::event_id.eq(id),
+                    o::payload.eq(prost::Message::encode_to_vec(&event)),
+                    o::traceparent.eq(traceparent.clone()),
+                )
+            })
+            .collect();
+        diesel::insert_into(o::outbox)
+            .values(rows)
+            .execute(conn)
+            .await?;
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<diesel::sql_types::Text, _>(super::NOTIFY_CHANNEL)
+            .bind::<diesel::sql_types::Text, _>(super::AUDIT)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
 }
 
 /// Audits a refused command as FAILURE in a transaction of its own (the

@@ -1,0 +1,410 @@
+//! Refills and withdrawals, batched per shard of accounts.
+//!
+//! Operations on one account used to queue on its row lock, one
+//! transaction each. Here every account belongs to one shard; a shard's task
+//! takes the operations waiting for it, and in one transaction claims their
+//! idempotency keys, locks their accounts, decides each operation in arrival
+//! order against the running balance (a withdrawal the balance cannot cover
+//! is refused, alone), writes all entries with one insert and the balances
+//! with one update, writes every operation's audit record (FAILURE for the
+//! refused) and remembers the responses, commits, and only then answers each
+//! caller. The semantics are those of the command runner run once per
+//! operation in arrival order:
+//!
+//! * a key seen before replays its stored response; a key reused for
+//!   another request is INVALID_ARGUMENT; a second use of one key inside a
+//!   batch waits for the next batch (and then replays, or executes if the
+//!   first was refused, as a serial retry would);
+//! * a refused operation leaves no key behind, so its retry executes;
+//! * if the batch fails as a whole (a constraint, the database), each of
+//!   its operations is retried alone, so one bad operation fails only
+//!   itself.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use rust_decimal::Decimal;
+use steward_kit::{
+    Key,
+    db::Pool,
+    idempotency::{self, Claim},
+    outbox::{AuditRecord, record_refusal},
+};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{
+    commands::MoneyInput,
+    store::{self, Balances, Entry, NewEntry},
+};
+use crate::{
+    domain::{
+        BalanceType, Operation, money,
+        tariff::{self, ExtraBonusRule},
+    },
+    error::{self, CONSTRAINTS, Error},
+};
+
+/// Most operations one transaction takes.
+pub const MAX_BATCH: usize = 256;
+
+/// Operations waiting per shard before callers wait to enqueue.
+const QUEUE: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Credits; a main refill may earn the extra bonus.
+    Refill,
+    /// Debits, refused with INSUFFICIENT_FUNDS below zero.
+    Withdraw,
+}
+
+/// What an applied operation wrote: its entries and the account's balances
+/// right after it.
+pub struct Applied {
+    pub entries: Vec<Entry>,
+    pub balances: Balances,
+}
+
+/// Builds the response an applied operation answers (and remembers for its
+/// key) from what it wrote.
+pub type Encode = Box<dyn Fn(&Applied) -> Vec<u8> + Send + Sync>;
+
+/// One operation, as the handler hands it over.
+pub struct MoneyOp {
+    pub kind: Kind,
+    pub actor: String,
+    pub input: MoneyInput,
+    /// The request's audit record (subject, amount, notes already set).
+    pub record: AuditRecord,
+    pub key: Option<Key>,
+    /// The request's trace context, for its outbox row.
+    pub traceparent: Option<String>,
+    pub encode: Encode,
+}
+
+struct Pending {
+    op: MoneyOp,
+    reply: oneshot::Sender<Result<Vec<u8>, Error>>,
+}
+
+/// The shards' queues; cheap to clone.
+#[derive(Clone)]
+pub struct Batcher {
+    shards: Vec<mpsc::Sender<Pending>>,
+}
+
+impl Batcher {
+    /// Starts `shards` tasks (at least one); each holds a pooled connection
+    /// only while its batch runs. They end when the last handle is dropped.
+    pub fn spawn(pool: Pool, rules: Vec<ExtraBonusRule>, shards: usize) -> Self {
+        let shards = (0..shards.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                tokio::spawn(run(pool.clone(), rules.clone(), rx));
+                tx
+            })
+            .collect();
+        Self { shards }
+    }
+
+    /// Runs `op` in its account's next batch; the response bytes (fresh or
+    /// replayed) once that batch committed, or the operation's error.
+    pub async fn submit(&self, op: MoneyOp) -> Result<Vec<u8>, Error> {
+        let shard = &self.shards[shard_of(op.input.user_id, self.shards.len())];
+        let (reply, answer) = oneshot::channel();
+        shard
+            .send(Pending { op, reply })
+            .await
+            .map_err(|_| Error::Internal("the ledger batcher stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Internal("the ledger batcher dropped an operation".into()))?
+    }
+}
+
+fn shard_of(user: Uuid, shards: usize) -> usize {
+    (user.as_u128() % shards as u128) as usize
+}
+
+async fn run(pool: Pool, rules: Vec<ExtraBonusRule>, mut rx: mpsc::Receiver<Pending>) {
+    let mut waiting: VecDeque<Pending> = VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            match rx.recv().await {
+                Some(p) => waiting.push_back(p),
+                None => return,
+            }
+        }
+        while waiting.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => waiting.push_back(p),
+                Err(_) => break,
+            }
+        }
+        // One use of a key per batch; later uses wait for the next one.
+        let mut batch = Vec::new();
+        let mut later = VecDeque::new();
+        let mut keys = HashSet::new();
+        for p in waiting.drain(..) {
+            let first = match &p.op.key {
+                Some(k) => keys.insert((k.scope().to_owned(), k.key().to_owned())),
+                None => true,
+            };
+            if first && batch.len() < MAX_BATCH {
+                batch.push(p);
+            } else {
+                later.push_back(p);
+            }
+        }
+        waiting = later;
+        execute(&pool, &rules, batch).await;
+    }
+}
+
+async fn execute(pool: &Pool, rules: &[ExtraBonusRule], batch: Vec<Pending>) {
+    let ops: Vec<&MoneyOp> = batch.iter().map(|p| &p.op).collect();
+    // Each outcome, and whether it committed (its record with it).
+    let outcomes: Vec<(Result<Vec<u8>, Error>, bool)> = match attempt(pool, rules, &ops).await {
+        Ok(outcomes) => outcomes.into_iter().map(|o| (o, true)).collect(),
+        Err(e) if ops.len() == 1 => vec![(Err(e), false)],
+        Err(e) => {
+            tracing::warn!(error = %e, operations = ops.len(), "ledger batch failed; retrying its operations one by one");
+            let mut outcomes = Vec::with_capacity(ops.len());
+            for op in &ops {
+                outcomes.push(match attempt(pool, rules, &[op]).await {
+                    Ok(mut one) => (
+                        one.pop().unwrap_or_else(|| {
+                            Err(Error::Internal("the ledger batch lost an operation".into()))
+                        }),
+                        true,
+                    ),
+                    Err(e) => (Err(e), false),
+                });
+            }
+            outcomes
+        }
+    };
+    for (p, (outcome, committed)) in batch.into_iter().zip(outcomes) {
+        let outcome = outcome.map_err(|e| e.resolve(CONSTRAINTS));
+        if let Err(e) = &outcome
+            && !committed
+            && e.is_refusal()
+        {
+            // Refused by a constraint: its transaction rolled back, so it is
+            // audited in one of its own, as the command runner does.
+            record_refusal(pool, p.op.record.clone(), e.to_string()).await;
+        }
+        // A caller that went away does not undo its committed operation.
+        let _ = p.reply.send(outcome);
+    }
+}
+
+/// One transaction for `ops`: per operation its response bytes or its own
+/// refusal; `Err` when the transaction as a whole failed (nothing applied).
+async fn attempt(
+    pool: &Pool,
+    rules: &[ExtraBonusRule],
+    ops: &[&MoneyOp],
+) -> Result<Vec<Result<Vec<u8>, Error>>, Error> {
+    use diesel_async::AsyncConnection;
+
+    let mut conn = pool.get().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        {
+            let mut outcomes: Vec<Option<Result<Vec<u8>, Error>>> =
+                (0..ops.len()).map(|_| None).collect();
+
+            // Every operation's record, FAILURE for the refused.
+            let mut records: Vec<(AuditRecord, Option<String>)> = Vec::new();
+
+            // Keys: replay what was answered before.
+            let keyed: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].key.is_some()).collect();
+            let claims = idempotency::claim_many(
+                conn,
+                &keyed
+                    .iter()
+                    .filter_map(|&i| ops[i].key.as_ref())
+                    .map(|k| (k.scope(), k.key(), k.fingerprint()))
+                    .collect::<Vec<_>>(),
+            )
+            .await?;
+            for (&i, claim) in keyed.iter().zip(claims) {
+                match claim {
+                    Ok(Claim::New) => {}
+                    Ok(Claim::Replay(bytes)) => outcomes[i] = Some(Ok(bytes)),
+                    Err(e) => {
+                        let e = Error::from(e).resolve(CONSTRAINTS);
+                        if e.is_refusal() {
+                            records.push((
+                                ops[i].record.clone().failed(e.to_string()),
+                                ops[i].traceparent.clone(),
+                            ));
+                        }
+                        outcomes[i] = Some(Err(e));
+                    }
+                }
+            }
+
+            // Decide in arrival order against the running balances.
+            let live: Vec<usize> = (0..ops.len()).filter(|&i| outcomes[i].is_none()).collect();
+            let mut users: Vec<Uuid> = live.iter().map(|&i| ops[i].input.user_id).collect();
+            users.sort();
+            users.dedup();
+            let mut create: Vec<Uuid> = live
+                .iter()
+                .filter(|&&i| ops[i].kind == Kind::Refill)
+                .map(|&i| ops[i].input.user_id)
+                .collect();
+            create.sort();
+            create.dedup();
+            let mut balances = if users.is_empty() {
+                HashMap::new()
+            } else {
+                store::lock_balances(conn, &users, &create).await?
+            };
+            let mut entries: Vec<NewEntry> = Vec::new();
+            // Per applied operation: its entries' range and balances after.
+            let mut applied: HashMap<usize, (std::ops::Range<usize>, Balances)> = HashMap::new();
+            let mut released: Vec<(&str, &str)> = Vec::new();
+            for &i in &live {
+                let op = ops[i];
+                let first = entries.len();
+                match decide(op, rules, balances.get_mut(&op.input.user_id), &mut entries) {
+                    Ok((after, record)) => {
+                        applied.insert(i, (first..entries.len(), after));
+                        records.push((record, op.traceparent.clone()));
+                    }
+                    Err(refusal) => {
+                        records.push((
+                            op.record.clone().failed(refusal.to_string()),
+                            op.traceparent.clone(),
+                        ));
+                        if let Some(k) = &op.key {
+                            released.push((k.scope(), k.key()));
+                        }
+                        outcomes[i] = Some(Err(refusal));
+                    }
+                }
+            }
+
+            // One insert for the entries, one update for the balances.
+            let mut touched: Vec<(Uuid, Balances)> = applied
+                .keys()
+                .map(|&i| ops[i].input.user_id)
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .filter_map(|u| balances.get(&u).map(|b| (u, *b)))
+                .collect();
+            touched.sort_by_key(|(u, _)| *u);
+            let stored = store::write_batch(conn, &entries, &touched).await?;
+
+            let mut remembered: Vec<(&str, &str, Vec<u8>)> = Vec::new();
+            for (&i, (range, after)) in &applied {
+                let bytes = (ops[i].encode)(&Applied {
+                    entries: stored[range.clone()].to_vec(),
+                    balances: *after,
+                });
+                if let Some(k) = &ops[i].key {
+                    remembered.push((k.scope(), k.key(), bytes.clone()));
+                }
+                outcomes[i] = Some(Ok(bytes));
+            }
+            idempotency::complete_many(conn, &remembered).await?;
+            idempotency::release_many(conn, &released).await?;
+            AuditRecord::write_all(conn, &records).await?;
+            Ok(outcomes
+                .into_iter()
+                .map(|o| {
+                    o.unwrap_or_else(|| Err(Error::Internal("undecided ledger operation".into())))
+                })
+                .collect())
+        }
+    })
+    .await
+}
+
+/// Applies one operation to its account's running balances (`None`: the
+/// account has no row, so it has nothing to withdraw), pushing its entries;
+/// the balances after it and its audit record, or its refusal.
+fn decide(
+    op: &MoneyOp,
+    rules: &[ExtraBonusRule],
+    balances: Option<&mut Balances>,
+    entries: &mut Vec<NewEntry>,
+) -> Result<(Balances, AuditRecord), Error> {
+    let input = &op.input;
+    let mut record = op.record.clone();
+    let entry =
+        |operation: Operation, balance_type: BalanceType, amount, after, notes: &str| NewEntry {
+            entry_id: Uuid::now_v7(),
+            user_id: input.user_id,
+            operation,
+            balance_type,
+            amount,
+            balance_after: after,
+            actor_user_id: op.actor.clone(),
+            notes: notes.to_owned(),
+        };
+    match op.kind {
+        Kind::Refill => {
+            let b =
+                balances.ok_or_else(|| Error::Internal("refilled account has no row".into()))?;
+            let after = add(slot(b, input.balance_type), input.amount)?;
+            entries.push(entry(
+                Operation::refill(input.balance_type),
+                input.balance_type,
+                input.amount,
+                after,
+                &input.notes,
+            ));
+            let extra = (input.balance_type == BalanceType::Main)
+                .then(|| tariff::extra_bonus(rules, input.amount))
+                .flatten();
+            if let Some(bonus) = extra {
+                let notes = format!("extra bonus for refilling {}", money::text(input.amount));
+                let after = add(&mut b.bonus, bonus)?;
+                entries.push(entry(
+                    Operation::ExtraBonus,
+                    BalanceType::Bonus,
+                    bonus,
+                    after,
+                    &notes,
+                ));
+                record = record.comment("extra_bonus", money::text(bonus));
+            }
+            Ok((*b, record))
+        }
+        Kind::Withdraw => {
+            let refused = || error::insufficient_funds(&input.balance_type.as_str().to_lowercase());
+            let b = balances.ok_or_else(refused)?;
+            let current = slot(b, input.balance_type);
+            if *current < input.amount {
+                return Err(refused());
+            }
+            *current -= input.amount;
+            let after = *current;
+            entries.push(entry(
+                Operation::withdrawal(input.balance_type),
+                input.balance_type,
+                -input.amount,
+                after,
+                &input.notes,
+            ));
+            Ok((*b, record))
+        }
+    }
+}
+
+fn slot(b: &mut Balances, balance_type: BalanceType) -> &mut Decimal {
+    match balance_type {
+        BalanceType::Main => &mut b.main,
+        BalanceType::Bonus => &mut b.bonus,
+    }
+}
+
+fn add(slot: &mut Decimal, amount: Decimal) -> Result<Decimal, Error> {
+    *slot = slot
+        .checked_add(amount)
+        .ok_or_else(|| Error::Internal("balance overflow".into()))?;
+    Ok(*slot)
+}
