@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, Utc};
 use diesel::{
-    QueryableByName,
+    OptionalExtension, QueryableByName,
     sql_types::{Array, Date, Int8, Text},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::event::Event;
 
-/// Adds `events` to the rollup (one statement); call in the ingest
-/// transaction.
+/// Adds `events` to the rollup and to the ranked window (rolled to today
+/// first); call in the ingest transaction.
 pub async fn add(conn: &mut AsyncPgConnection, events: &[&Event]) -> diesel::QueryResult<()> {
     let mut counts: HashMap<(&str, NaiveDate, &str), i64> = HashMap::new();
     for e in events.iter().filter(|e| !e.subject_user_id.is_empty()) {
@@ -24,6 +24,9 @@ pub async fn add(conn: &mut AsyncPgConnection, events: &[&Event]) -> diesel::Que
     if counts.is_empty() {
         return Ok(());
     }
+    // The window first (from the counts before this batch), then the batch
+    // into both.
+    roll_window(conn, Utc::now().date_naive()).await?;
     let (mut users, mut days, mut actions, mut n) = (vec![], vec![], vec![], vec![]);
     for ((user, day, action), count) in counts {
         users.push(user.to_owned());
@@ -37,13 +40,62 @@ pub async fn add(conn: &mut AsyncPgConnection, events: &[&Event]) -> diesel::Que
          ON CONFLICT (day, subject_user_id, action)
          DO UPDATE SET count = activity_daily.count + EXCLUDED.count",
     )
+    .bind::<Array<Text>, _>(&users)
+    .bind::<Array<Date>, _>(&days)
+    .bind::<Array<Text>, _>(actions)
+    .bind::<Array<Int8>, _>(&n)
+    .execute(conn)
+    .await?;
+    diesel::sql_query(
+        "INSERT INTO activity_window (subject_user_id, count)
+         SELECT x.u, sum(x.n) FROM UNNEST($1::text[], $2::date[], $3::int8[]) AS x(u, d, n)
+         JOIN activity_window_span s ON x.d BETWEEN s.first_day AND s.last_day
+         GROUP BY x.u
+         ON CONFLICT (subject_user_id) DO UPDATE SET count = activity_window.count + EXCLUDED.count",
+    )
     .bind::<Array<Text>, _>(users)
     .bind::<Array<Date>, _>(days)
-    .bind::<Array<Text>, _>(actions)
     .bind::<Array<Int8>, _>(n)
     .execute(conn)
     .await
     .map(|_| ())
+}
+
+/// Days in the ranked window before its last day: start_date = end_date -
+/// WINDOW_DAYS is the range the ranked totals answer.
+pub const WINDOW_DAYS: i64 = 30;
+
+/// Makes the ranked window end on `today`: one day later is a shift (the
+/// oldest day out, the next in), anything else a rebuild from the rollup.
+/// Call with the chain head lock held (every rollup writer holds it).
+pub async fn roll_window(
+    conn: &mut AsyncPgConnection,
+    today: NaiveDate,
+) -> diesel::QueryResult<()> {
+    #[derive(QueryableByName)]
+    struct Span {
+        #[diesel(sql_type = Date)]
+        last_day: NaiveDate,
+    }
+    let span: Option<Span> = diesel::sql_query("SELECT last_day FROM activity_window_span")
+        .get_result(conn)
+        .await
+        .optional()?;
+    match span {
+        Some(s) if s.last_day == today => return Ok(()),
+        Some(s) if s.last_day.succ_opt() == Some(today) => {
+            diesel::sql_query("SELECT activity_window_shift()")
+                .execute(conn)
+                .await?;
+        }
+        _ => {
+            diesel::sql_query("SELECT activity_window_rebuild($1)")
+                .bind::<Date, _>(today)
+                .execute(conn)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
@@ -59,7 +111,9 @@ pub struct Activity {
 pub enum Order {
     /// By user id: a page reads only its own users' rows.
     UserId,
-    /// Most active first: the whole range is aggregated per query.
+    /// Most active first: the ranked window's index for the trailing
+    /// window ([`WINDOW_DAYS`] before today through today, no user filter);
+    /// any other range is aggregated per query.
     ActionsDesc,
 }
 
@@ -95,17 +149,37 @@ pub async fn activity(
              ORDER BY subject_user_id
              LIMIT $6"
         }
+        // The ranked window when the range is exactly it and no users are
+        // named (an index range scan from the cursor); otherwise the whole
+        // range aggregated per query. One statement, so both branches see
+        // the same snapshot of the window's span.
         Order::ActionsDesc => {
-            "SELECT user_id, actions FROM (
-                 SELECT subject_user_id AS user_id, sum(count)::int8 AS actions
-                 FROM activity_daily
-                 WHERE day BETWEEN $1 AND $2
-                   AND (cardinality($3::text[]) = 0 OR subject_user_id = ANY($3))
-                 GROUP BY subject_user_id
-             ) a
-             WHERE actions < $4 OR (actions = $4 AND user_id > $5)
-             ORDER BY actions DESC, user_id
-             LIMIT $6"
+            "WITH span AS (
+                 SELECT true FROM activity_window_span
+                 WHERE first_day = $1 AND last_day = $2 AND cardinality($3::text[]) = 0
+             )
+             SELECT user_id, actions FROM (
+                 SELECT subject_user_id AS user_id, count AS actions FROM activity_window
+                 WHERE EXISTS (SELECT 1 FROM span)
+                   AND (-count, subject_user_id) > (-$4, $5)
+                 ORDER BY -count, subject_user_id
+                 LIMIT $6
+             ) w
+             UNION ALL
+             SELECT user_id, actions FROM (
+                 SELECT user_id, actions FROM (
+                     SELECT subject_user_id AS user_id, sum(count)::int8 AS actions
+                     FROM activity_daily
+                     WHERE NOT EXISTS (SELECT 1 FROM span)
+                       AND day BETWEEN $1 AND $2
+                       AND (cardinality($3::text[]) = 0 OR subject_user_id = ANY($3))
+                     GROUP BY subject_user_id
+                 ) a
+                 WHERE actions < $4 OR (actions = $4 AND user_id > $5)
+                 ORDER BY actions DESC, user_id
+                 LIMIT $6
+             ) g
+             ORDER BY actions DESC, user_id"
         }
     };
     diesel::sql_query(sql)
