@@ -184,6 +184,46 @@ def gateway_checks(steward: str, data_dir: str, env: dict, port: int, email: str
         port, "steward.accounts.v1.AccountsService/ListUsers", pb.ListUsersRequest().SerializeToString(), user_token, UI_ORIGIN
     )
     check(refused.get("grpc-status") == str(grpc.StatusCode.PERMISSION_DENIED.value[0]), f"gRPC-Web refusal carries PERMISSION_DENIED ({refused})")
+    return token
+
+
+def quota_and_mail_checks(port: int, token: str, user_id: str, user_email: str, data_dir: str) -> None:
+    """Through the gateway: a user's quotas (the Quotas tab), then a group
+    change with notify on, whose mail `steward up` writes as an .eml file."""
+    from steward.accounts.v1 import accounts_service_pb2 as pb
+    from steward.accounts.v1 import accounts_service_pb2_grpc as pb_grpc
+    from steward.quotas.v1 import quotas_service_pb2 as quotas_pb
+    from steward.quotas.v1 import quotas_service_pb2_grpc as quotas_grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    auth = [("authorization", f"Bearer {token}")]
+    quotas = quotas_grpc.QuotasServiceStub(channel).GetUserQuotas(
+        quotas_pb.GetUserQuotasRequest(user_id=user_id, key_contains="environment."), metadata=auth
+    )
+    keys = [q.key for q in quotas.quotas]
+    check("environment.maxcount" in keys and all(k.startswith("environment.") for k in keys),
+          f"the user's quotas are read through the gateway, searchable by key ({len(keys)} keys)")
+    check(all(q.source != quotas_pb.QUOTA_SOURCE_UNSPECIFIED for q in quotas.quotas), "each quota says where its value comes from")
+
+    results = pb_grpc.AccountsServiceStub(channel).BatchChangeGroup(
+        pb.BatchChangeGroupRequest(
+            request_id=str(uuid.uuid4()), user_ids=[user_id], group="billing",
+            notify=True, mail_template_id="group.billing.welcome",
+        ),
+        metadata=auth,
+    ).results
+    check(results[0].user.group == "billing", "the group changed through the gateway, with notify on")
+    mail_dir = Path(data_dir) / "mail"
+    found = []
+    for _ in range(150):
+        found = [p for p in mail_dir.glob("*.eml") if user_email in p.read_text(errors="replace")] if mail_dir.exists() else []
+        if found:
+            break
+        time.sleep(0.1)
+    check(bool(found), f"the group change's mail to {user_email} is in {mail_dir}")
+    if found:
+        text = found[0].read_text(errors="replace")
+        check("billing" in text.lower(), "the mail is rendered from the chosen template")
 
 
 def main() -> None:
@@ -205,6 +245,7 @@ def main() -> None:
         from steward.common.v1 import common_pb2
 
         port, billing_port, audit_port, gateway_port = free_port(), free_port(), free_port(), free_port()
+        quotas_port, notifications_port = free_port(), free_port()
         env = dict(
             os.environ,
             STEWARD_GATEWAY__LISTEN=f"127.0.0.1:{gateway_port}",
@@ -212,6 +253,8 @@ def main() -> None:
             STEWARD_ACCOUNTS__LISTEN=f"127.0.0.1:{port}",
             STEWARD_BILLING__LISTEN=f"127.0.0.1:{billing_port}",
             STEWARD_AUDIT__LISTEN=f"127.0.0.1:{audit_port}",
+            STEWARD_QUOTAS__LISTEN=f"127.0.0.1:{quotas_port}",
+            STEWARD_NOTIFICATIONS__LISTEN=f"127.0.0.1:{notifications_port}",
         )
         data_dir = str(tmp / "data")
         log = open(tmp / "steward.log", "w")
@@ -273,7 +316,8 @@ def main() -> None:
             admins = stub.ListUsers(pb.ListUsersRequest(query=admin_email), metadata=auth).users
             check(len(admins) == 1 and pb.ROLE_USER_ADMIN in admins[0].roles, "create-admin made a USER_ADMIN")
             password = created.split("password: ", 1)[1].split()[0]
-            gateway_checks(steward, data_dir, env, gateway_port, admin_email, password, admins[0].id)
+            admin_token = gateway_checks(steward, data_dir, env, gateway_port, admin_email, password, admins[0].id)
+            quota_and_mail_checks(gateway_port, admin_token, ids[2], f"linus-{run}@py.example", data_dir)
 
             try:
                 stub.CreateUser(pb.CreateUserRequest(email="not an email"), metadata=auth)
