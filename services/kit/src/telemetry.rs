@@ -181,7 +181,8 @@ pub fn current_traceparent() -> Option<String> {
 
 /// Makes `span` continue the trace of `traceparent` (an outbox row's).
 pub fn set_parent_traceparent(span: &tracing::Span, traceparent: &str) {
-    let carrier = std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
     let parent = global::get_text_map_propagator(|p| p.extract(&carrier));
     let _ = span.set_parent(parent);
 }
@@ -190,7 +191,8 @@ pub fn set_parent_traceparent(span: &tracing::Span, traceparent: &str) {
 /// a batch delivered under the first row's trace).
 pub fn link_traceparent(span: &tracing::Span, traceparent: &str) {
     use opentelemetry::trace::TraceContextExt;
-    let carrier = std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
     let context = global::get_text_map_propagator(|p| p.extract(&carrier));
     let linked = context.span().span_context().clone();
     if linked.is_valid() {

@@ -158,6 +158,36 @@ impl Suite {
                 config.outbox.audit_endpoint = Some(suite.url(Component::Audit));
             }
         }
+        // Billing before accounts, so that accounts' outbox tells it of
+        // erasures when `outbox.erasure_endpoints` is unset.
+        if wanted(Component::Billing) {
+            db::migrate(url, billing::SCHEMA, billing::MIGRATIONS).await?;
+            let pool = db::pool(url, billing::SCHEMA, &config.pool).await?;
+            let app = billing::Application::build(billing::Deps {
+                security: resolved.security_recording(&revocations, &pool, billing::SOURCE)?,
+                pool,
+                database_url: url.to_owned(),
+                page_tokens: resolved.page_tokens(),
+                signer: Some(resolved.signer.clone()),
+                server: config.server.clone(),
+                outbox: config.outbox.clone(),
+                config: config.billing.clone(),
+            })
+            .await
+            .with_context(|| format!("binding billing on {}", config.billing.listen))?;
+            // Accounts' erasures reach billing's PersonalDataService.
+            if config.outbox.erasure_endpoints.is_empty() {
+                config
+                    .outbox
+                    .erasure_endpoints
+                    .push(format!("http://{}", app.local_addr()));
+            }
+            suite.add(
+                Component::Billing,
+                app.local_addr(),
+                App::Billing(Box::new(app)),
+            );
+        }
         // Notifications before accounts and billing, so that their outbox
         // relays ship mail requests to it when
         // `outbox.notifications_endpoint` is unset.
@@ -243,9 +273,11 @@ impl Suite {
         }
         if let Some(app) = quotas_app {
             let accounts_endpoint = config.quotas.accounts_endpoint.clone().or_else(|| {
-                suite
-                    .addr(Component::Accounts)
-                    .map(|_| suite.url(Component::Accounts))
+                config.auth.accounts_endpoint.clone().or_else(|| {
+                    suite
+                        .addr(Component::Accounts)
+                        .map(|_| suite.url(Component::Accounts))
+                })
             });
             match accounts_endpoint {
                 Some(endpoint) => app.set_accounts_endpoint(&endpoint),
@@ -257,27 +289,6 @@ impl Suite {
                 Component::Quotas,
                 app.local_addr(),
                 App::Quotas(Box::new(app)),
-            );
-        }
-        if wanted(Component::Billing) {
-            db::migrate(url, billing::SCHEMA, billing::MIGRATIONS).await?;
-            let pool = db::pool(url, billing::SCHEMA, &config.pool).await?;
-            let app = billing::Application::build(billing::Deps {
-                security: resolved.security_recording(&revocations, &pool, billing::SOURCE)?,
-                pool,
-                database_url: url.to_owned(),
-                page_tokens: resolved.page_tokens(),
-                signer: Some(resolved.signer.clone()),
-                server: config.server.clone(),
-                outbox: config.outbox.clone(),
-                config: config.billing.clone(),
-            })
-            .await
-            .with_context(|| format!("binding billing on {}", config.billing.listen))?;
-            suite.add(
-                Component::Billing,
-                app.local_addr(),
-                App::Billing(Box::new(app)),
             );
         }
         // Audit (built first) and every later service share the list; the

@@ -2,7 +2,11 @@
 
 use chrono::Utc;
 use diesel_async::AsyncPgConnection;
-use steward_kit::{Tx, outbox::AuditRecord};
+use steward_kit::{
+    Tx,
+    outbox::{self, AuditRecord},
+};
+use steward_proto::common::ErasePersonalDataRequest;
 use uuid::Uuid;
 
 use crate::{
@@ -58,6 +62,7 @@ pub async fn erase_personal_data(
     };
     let erased = users::update(conn, user.id, changes).await?;
     collaborations::revoke_open_for_user(conn, user.id).await?;
+    revocations::revoke_user(conn, user.id).await?;
     crate::quotas::membership(
         conn,
         crate::quotas::MembershipKind::UserErased,
@@ -65,7 +70,19 @@ pub async fn erase_personal_data(
         &user.group,
     )
     .await?;
-    revocations::revoke_user(conn, user.id).await?;
+    // Every service keeping free text about the user (billing's notes, ...)
+    // erases it too, through the outbox: it happens even if one is down now.
+    let erasure_id = Uuid::now_v7();
+    outbox::enqueue(
+        conn,
+        outbox::ERASURE,
+        erasure_id,
+        &ErasePersonalDataRequest {
+            event_id: erasure_id.to_string(),
+            user_id: user.id.to_string(),
+        },
+    )
+    .await?;
     *record = record
         .clone()
         .subject(&user.id.to_string())
@@ -129,7 +146,9 @@ pub async fn erase_due(
     let now = Utc::now();
     let mut done = DuePage {
         scanned: page.len(),
-        last: page.last().and_then(|u| u.destroyed_at.map(|at| (at, u.id))),
+        last: page
+            .last()
+            .and_then(|u| u.destroyed_at.map(|at| (at, u.id))),
         ..DuePage::default()
     };
     for user in &page {

@@ -128,7 +128,11 @@ async fn write(
         }
         let mut records = Vec::new();
         for r in &batch {
-            let key = (r.method.clone(), format!("{:?}", r.code), r.context.client_ip.clone());
+            let key = (
+                r.method.clone(),
+                format!("{:?}", r.code),
+                r.context.client_ip.clone(),
+            );
             let n = window.seen.entry(key).or_default();
             *n += 1;
             if *n <= SAMPLE {
@@ -162,7 +166,10 @@ async fn summarise(pool: &Pool, source: &str, window: Window, overflow: &AtomicU
                 .comment("summary", "true")
                 .comment("count", (n - SAMPLE).to_string())
                 .comment("window_seconds", WINDOW.as_secs().to_string())
-                .failed(format!("{} more refusals not recorded one by one", n - SAMPLE)),
+                .failed(format!(
+                    "{} more refusals not recorded one by one",
+                    n - SAMPLE
+                )),
             );
         }
     }
@@ -178,7 +185,9 @@ async fn summarise(pool: &Pool, source: &str, window: Window, overflow: &AtomicU
             )
             .comment("summary", "true")
             .comment("count", lost.to_string())
-            .failed(format!("{lost} refusals arrived faster than they could be queued")),
+            .failed(format!(
+                "{lost} refusals arrived faster than they could be queued"
+            )),
         );
     }
     write_records(pool, records).await;

@@ -3,6 +3,9 @@
 use std::time::Duration;
 
 use prost::Message;
+use steward_proto::common::{
+    ErasePersonalDataRequest, personal_data_service_client::PersonalDataServiceClient,
+};
 use steward_proto::{
     audit::{
         AuditEvent, IngestEventsRequest, audit_ingest_service_client::AuditIngestServiceClient,
@@ -186,5 +189,50 @@ impl Destination for QuotasSyncDestination {
             .await
             .map(|_| ())
             .map_err(DeliveryError::from_status)
+    }
+}
+
+/// `steward.common.v1.PersonalDataService/ErasePersonalData` on every
+/// service that keeps free text about users: a row is delivered when all of
+/// them acknowledged (each is idempotent by the erasure's event id, so a
+/// retry after a partial failure is harmless).
+pub struct ErasureDestination {
+    clients: Vec<PersonalDataServiceClient<Channel>>,
+    credentials: ServiceCredentials,
+}
+
+impl ErasureDestination {
+    pub fn new(
+        endpoints: &[String],
+        signer: TokenSigner,
+        service: &str,
+    ) -> Result<Self, DeliveryError> {
+        Ok(Self {
+            clients: endpoints
+                .iter()
+                .map(|e| channel(e).map(PersonalDataServiceClient::new))
+                .collect::<Result<_, _>>()?,
+            credentials: ServiceCredentials {
+                signer,
+                subject: format!("service:{service}"),
+            },
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Destination for ErasureDestination {
+    async fn deliver(&self, payloads: Vec<Vec<u8>>) -> Result<(), DeliveryError> {
+        let requests = decode_all::<ErasePersonalDataRequest>(payloads)?;
+        for client in &self.clients {
+            for request in &requests {
+                client
+                    .clone()
+                    .erase_personal_data(self.credentials.authorize(request.clone()))
+                    .await
+                    .map_err(DeliveryError::from_status)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -14,8 +14,8 @@ mod relay;
 
 pub use audit::{AuditRecord, record_refusal, respond};
 pub use destinations::{
-    AuditIngestDestination, DeliveryError, Destination, NotificationDestination,
-    QuotasSyncDestination,
+    AuditIngestDestination, DeliveryError, Destination, ErasureDestination,
+    NotificationDestination, QuotasSyncDestination,
 };
 pub use relay::{Relay, RelayConfig};
 
@@ -37,6 +37,9 @@ pub struct OutboxConfig {
     pub notifications_endpoint: Option<String>,
     /// The quotas service (group-membership sync), e.g. `http://127.0.0.1:50053`.
     pub quotas_endpoint: Option<String>,
+    /// Services told of each personal-data erasure (their
+    /// `PersonalDataService`), e.g. billing's address.
+    pub erasure_endpoints: Vec<String>,
     pub relay: RelayConfig,
 }
 
@@ -44,6 +47,8 @@ pub struct OutboxConfig {
 pub const AUDIT: &str = "audit";
 pub const NOTIFICATIONS: &str = "notifications";
 pub const QUOTAS: &str = "quotas";
+/// Personal-data erasures, fanned out to `erasure_endpoints`.
+pub const ERASURE: &str = "erasure";
 
 /// The channel relays LISTEN on.
 pub const NOTIFY_CHANNEL: &str = "steward_outbox";
@@ -130,6 +135,13 @@ pub fn relays(
         add(
             QUOTAS,
             QuotasSyncDestination::new(endpoint, signer.clone(), schema)
+                .map(|d| std::sync::Arc::new(d) as _),
+        );
+    }
+    if !config.erasure_endpoints.is_empty() {
+        add(
+            ERASURE,
+            ErasureDestination::new(&config.erasure_endpoints, signer.clone(), schema)
                 .map(|d| std::sync::Arc::new(d) as _),
         );
     }
