@@ -119,6 +119,8 @@ pub struct Options {
     /// The audit service's configuration (its listen address is the
     /// test's): chain key, checkpoint directory, ...
     pub audit: Option<steward_audit::AuditConfig>,
+    /// Serve kit's `/metrics` (on a port of the OS's choosing).
+    pub metrics: bool,
     /// Also run quotas (same database); accounts' outbox ships group
     /// membership to it.
     pub with_quotas: bool,
@@ -137,6 +139,8 @@ pub struct TestApp {
     gateway: Option<RunningGateway>,
     /// The gateway's address (`http://...`), when spawned with one.
     pub gateway_endpoint: Option<String>,
+    /// `http://.../metrics` of the suite, when spawned with `metrics`.
+    pub metrics_url: Option<String>,
     /// The quotas server's address, when spawned with it.
     pub quotas_endpoint: Option<String>,
     /// The notifications server's address, when spawned with it.
@@ -310,9 +314,14 @@ impl TestApp {
         if options.with_notifications.is_some() {
             components.push(Component::Notifications);
         }
-        let suite = Suite::build(config.clone(), &resolved, &components)
+        let mut suite_config = config.clone();
+        if options.metrics {
+            suite_config.metrics.listen = Some(any_port());
+        }
+        let suite = Suite::build(suite_config, &resolved, &components)
             .await
             .expect("build the suite");
+        let metrics_url = suite.metrics_addr().map(|a| format!("http://{a}/metrics"));
         let urls: Vec<String> = suite.addrs().map(|(_, a)| format!("http://{a}")).collect();
         let url = |c: Component| suite.addr(c).map(|a| format!("http://{a}"));
         let lazy = |url: &str| Channel::from_shared(url.to_owned()).unwrap().connect_lazy();
@@ -361,6 +370,7 @@ impl TestApp {
             billing_channel: billing_url.as_deref().map(lazy),
             gateway,
             gateway_endpoint,
+            metrics_url,
             quotas_endpoint,
             notifications_endpoint,
             _spool: spool,

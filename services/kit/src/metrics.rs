@@ -1,8 +1,9 @@
 //! Prometheus metrics every component shares, in the text exposition format,
 //! served on a separate admin address (`GET /metrics`) by [`serve`].
 //!
-//! The registry is a handful of statics: what the outbox relays count and
-//! gauge. A series is keyed by its label set, written out in full
+//! The registry is a handful of statics: every server's calls (count and
+//! latency by method and code, recorded by kit's server stack), pool
+//! connections, and what the outbox relays count and gauge. A series is keyed by its label set, written out in full
 //! (`service="accounts",destination="audit"`).
 
 use std::{collections::BTreeMap, fmt::Write as _, sync::Mutex};
@@ -65,6 +66,81 @@ impl Family {
     }
 }
 
+/// Per label set: the count of each bucket, the sum, the count.
+type Buckets = BTreeMap<String, (Vec<u64>, f64, u64)>;
+
+/// A histogram with one set of buckets per label set.
+pub struct Histogram {
+    name: &'static str,
+    help: &'static str,
+    buckets: &'static [f64],
+    values: Mutex<Buckets>,
+}
+
+impl Histogram {
+    pub const fn new(name: &'static str, help: &'static str, buckets: &'static [f64]) -> Self {
+        Self {
+            name,
+            help,
+            buckets,
+            values: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn observe(&self, labels: &str, value: f64) {
+        let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        let (counts, sum, count) = values
+            .entry(labels.to_owned())
+            .or_insert_with(|| (vec![0; self.buckets.len()], 0.0, 0));
+        for (i, le) in self.buckets.iter().enumerate() {
+            if value <= *le {
+                counts[i] += 1;
+            }
+        }
+        *sum += value;
+        *count += 1;
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} histogram", self.name);
+        let values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        for (labels, (counts, sum, count)) in values.iter() {
+            for (le, n) in self.buckets.iter().zip(counts) {
+                let _ = writeln!(out, "{}_bucket{{{labels},le=\"{le}\"}} {n}", self.name);
+            }
+            let _ = writeln!(out, "{}_bucket{{{labels},le=\"+Inf\"}} {count}", self.name);
+            let _ = writeln!(out, "{}_sum{{{labels}}} {sum}", self.name);
+            let _ = writeln!(out, "{}_count{{{labels}}} {count}", self.name);
+        }
+    }
+}
+
+/// Label set of a call: the component, the method, the gRPC code.
+pub fn rpc_labels(component: &str, method: &str, code: &str) -> String {
+    format!("component=\"{component}\",method=\"{method}\",code=\"{code}\"")
+}
+
+pub static RPC_CALLS: Family = Family::counter(
+    "steward_rpc_calls_total",
+    "Calls served, by component, method and gRPC code.",
+);
+pub static RPC_DURATION: Histogram = Histogram::new(
+    "steward_rpc_duration_seconds",
+    "Time to the response headers, by component, method and gRPC code.",
+    &[
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+    ],
+);
+pub static POOL_CONNECTIONS: Family = Family::gauge(
+    "steward_db_pool_connections",
+    "Database connections a service's pool holds.",
+);
+pub static POOL_IDLE: Family = Family::gauge(
+    "steward_db_pool_idle_connections",
+    "Idle connections in a service's pool (0 with calls waiting means the pool is too small).",
+);
+
 /// Label set of a relay: the service whose outbox it drains and where to.
 pub fn relay_labels(service: &str, destination: &str) -> String {
     format!("service=\"{service}\",destination=\"{destination}\"")
@@ -94,7 +170,10 @@ pub static OUTBOX_OLDEST_AGE: Family = Family::gauge(
 );
 
 /// Every family, in exposition order.
-static FAMILIES: [&Family; 6] = [
+static FAMILIES: [&Family; 9] = [
+    &RPC_CALLS,
+    &POOL_CONNECTIONS,
+    &POOL_IDLE,
     &OUTBOX_DELIVERED,
     &OUTBOX_FAILURES,
     &OUTBOX_PARKED,
@@ -109,6 +188,7 @@ pub fn render() -> String {
     for family in FAMILIES {
         family.render(&mut out);
     }
+    RPC_DURATION.render(&mut out);
     out
 }
 
@@ -156,6 +236,19 @@ pub async fn serve(listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histograms_count_into_every_bucket_above() {
+        static H: Histogram = Histogram::new("t_seconds", "A test histogram.", &[0.01, 0.1, 1.0]);
+        H.observe("m=\"a\"", 0.05);
+        H.observe("m=\"a\"", 2.0);
+        let mut out = String::new();
+        H.render(&mut out);
+        assert!(out.contains("t_seconds_bucket{m=\"a\",le=\"0.01\"} 0"));
+        assert!(out.contains("t_seconds_bucket{m=\"a\",le=\"0.1\"} 1"));
+        assert!(out.contains("t_seconds_bucket{m=\"a\",le=\"+Inf\"} 2"));
+        assert!(out.contains("t_seconds_count{m=\"a\"} 2"));
+    }
 
     #[test]
     fn renders_families_with_labels() {

@@ -224,6 +224,8 @@ where
         );
         crate::telemetry::set_remote_parent(&span, req.headers());
         let started = Instant::now();
+        let method = req.uri().path().to_owned();
+        let component = self.component.clone();
         let future = {
             let _entered = span.enter();
             self.inner.call(req)
@@ -239,6 +241,16 @@ where
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("0");
+                    // Unknown paths would make a label per fuzzed method.
+                    let method = if method.starts_with("/steward.") || method.starts_with("/grpc.")
+                    {
+                        method.as_str()
+                    } else {
+                        "other"
+                    };
+                    let labels = crate::metrics::rpc_labels(&component, method, code);
+                    crate::metrics::RPC_CALLS.inc(&labels);
+                    crate::metrics::RPC_DURATION.observe(&labels, started.elapsed().as_secs_f64());
                     tracing::debug!(
                         grpc.status = code,
                         elapsed_ms = started.elapsed().as_millis() as u64,
