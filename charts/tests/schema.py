@@ -68,23 +68,37 @@ DATABASE = obj({
 
 # --- the binary's configuration (snake_case TOML keys) -----------------------
 RELAY = obj({"batch_size": POS, "poll_interval": DURATION, "min_backoff": DURATION,
-             "max_backoff": DURATION, "max_attempts": POS})
+             "max_backoff": DURATION})
+CIDR = {"type": "string", "pattern": r"^[0-9a-fA-F.:]+/[0-9]{1,3}$"}
+CIDRS = {"type": "array", "items": CIDR}
+# base64 of 32 bytes (Ed25519 seeds, the TOTP key-encryption key); "" = not given here.
+KEY32 = {"type": "string", "pattern": r"^(|[A-Za-z0-9+/]{43}=)$", "description": "base64 of 32 bytes"}
+SIZE = {"type": "string", "pattern": r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$"}
+
+
+def key_secret():
+    """A key given inline (kept in the chart's Secret) or in a Secret you manage."""
+    return obj({"value": KEY32, "existingSecret": STR, "existingSecretKey": NESTR})
 SHARED_CONFIG = obj({
     "log_format": {"enum": ["json", "pretty"]},
     "otlp_endpoint": {"type": "string", "pattern": r"^(|https?://[^\s]+)$"},
     "server": obj({
-        "trusted_proxies": {"type": "array", "items": {"type": "string", "pattern": r"^[0-9a-fA-F.:]+/[0-9]{1,3}$"}},
         "request_timeout": DURATION,
         "concurrency_limit": POS,
     }),
     "pool": obj({"max_connections": POS, "connect_timeout": DURATION}),
-    "outbox": obj({"audit_endpoint": URL, "notifications_endpoint": URL, "relay": RELAY}),
+    "auth": obj({"accounts_endpoint": URL}),
+    "outbox": obj({"audit_endpoint": URL, "notifications_endpoint": URL, "quotas_endpoint": URL,
+                   "erasure_endpoints": {"type": "array", "items": URL}, "relay": RELAY}),
 }, desc="Top-level sections of steward.toml shared by every component")
 
 IDENTITY = obj({k: DURATION for k in [
     "access_token_ttl", "refresh_token_ttl", "lockout_window", "lockout_duration",
     "impersonation_default_ttl", "impersonation_max_ttl", "api_token_default_ttl", "api_token_max_ttl"]}
     | {"lockout_threshold": POS, "totp_issuer": NESTR})
+DELIVERY = obj({"max_in_flight": POS, "message_timeout": DURATION, "max_attempts": POS,
+                "min_backoff": DURATION, "max_backoff": DURATION, "poll_interval": DURATION,
+                "sending_lease": DURATION})
 PRICES = obj({k: DECIMAL for k in ["reserved_cloudlet_hour", "dynamic_cloudlet_hour", "storage_gb_hour", "traffic_gb"]})
 COMPONENT_CONFIG = {
     "gateway": obj({
@@ -96,6 +110,8 @@ COMPONENT_CONFIG = {
             "per_principal_burst", "sign_in_per_minute", "sign_in_burst"]}),
         "jwks_refresh_interval": DURATION, "session_check_ttl": DURATION, "api_token_cache_ttl": DURATION,
         "token_cache_size": POS, "audit_buffer": POS, "connections_per_backend": POS,
+        "refusal_spool_max_bytes": POS, "refusal_flood_window": DURATION,
+        "refusal_flood_sample": POS, "refusal_retry_max_backoff": DURATION,
     }),
     "accounts": obj({"erasure_interval": DURATION, "idempotency_retention": DURATION, "identity": IDENTITY}),
     "billing": obj({
@@ -105,9 +121,19 @@ COMPONENT_CONFIG = {
                                                       required=["min_amount", "percent"])},
         "renewal_interval": DURATION,
     }),
-    "quotas": obj({}, desc="The binary has no quotas keys yet"),
-    "audit": obj({"max_group_events": POS, "retention_interval": DURATION}),
-    "notifications": obj({}, desc="The binary has no notifications keys yet (smtp is its own block)"),
+    "quotas": obj({
+        "accounts_endpoint": URL,
+        "idempotency_retention": DURATION,
+        "cache": obj({"enabled": BOOL, "capacity": POS, "heartbeat": DURATION, "fence": DURATION,
+                      "lease": DURATION, "settle_timeout": DURATION}),
+    }),
+    "audit": obj({"max_group_events": POS, "retention_interval": DURATION, "checkpoint_interval": DURATION,
+                  "chain_public_keys": {"type": "array", "items": {"type": "string", "pattern": r"^[A-Za-z0-9+/]{43}=$"}}}),
+    "notifications": obj({
+        "dashboard_url": URL, "product_name": NESTR, "delivery": DELIVERY,
+        # host/port/tls/from come from the notifications.smtp block.
+        "smtp": obj({"pool": BOOL, "pool_size": POS, "hello_name": NESTR}),
+    }, desc="[notifications] keys; smtp host/port/tls/from and credentials are the smtp block"),
 }
 
 
@@ -135,6 +161,17 @@ def component(name):
     }
     if name != "gateway":
         props["database"] = DATABASE
+    if name == "gateway":
+        props["refusalSpool"] = obj({
+            "sizeLimit": SIZE,
+            "persistence": obj({"enabled": BOOL, "size": SIZE, "storageClassName": STR,
+                                "accessModes": {"type": "array", "items": {"enum": ["ReadWriteOnce", "ReadWriteOncePod"]}}}),
+        })
+    if name == "accounts":
+        props["totpKey"] = key_secret()
+    if name == "audit":
+        props["chainKey"] = key_secret()
+        props["checkpoints"] = obj({"sizeLimit": SIZE, "existingClaim": STR})
     if name == "notifications":
         props["smtp"] = obj({
             "host": STR, "port": PORT, "tls": {"enum": ["starttls", "tls", "none"]}, "from": STR,
@@ -181,7 +218,7 @@ SCHEMA = {
             "seccompProfile": obj({"type": {"enum": ["RuntimeDefault", "Localhost", "Unconfined"]},
                                    "localhostProfile": STR}, required=["type"]),
             "seLinuxOptions": ANY_OBJ, "appArmorProfile": ANY_OBJ}),
-        "tmpVolume": obj({"sizeLimit": {"type": "string", "pattern": r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$"}}),
+        "tmpVolume": obj({"sizeLimit": SIZE}),
         "probes": obj({p: obj({"periodSeconds": POS, "failureThreshold": POS, "timeoutSeconds": POS})
                        for p in ["startup", "readiness", "liveness"]}),
         "shutdown": obj({"preStopSleepSeconds": NAT, "terminationGracePeriodSeconds": POS}),
@@ -193,6 +230,7 @@ SCHEMA = {
                               "gatewayFrom": K8S_LIST,
                               "metricsNamespace": STR}),
         "metrics": obj({"adminPort": {"type": "integer", "minimum": 0, "maximum": 65535}}),
+        "trustedProxies": obj({"services": CIDRS, "gateway": CIDRS}),
         "serviceMonitor": obj({"enabled": BOOL, "interval": DURATION, "scrapeTimeout": DURATION, "labels": STRMAP}),
         "ingress": obj({
             "enabled": BOOL, "className": STR, "annotations": STRMAP,

@@ -63,11 +63,42 @@ app.kubernetes.io/part-of: steward
 {{/* Mount paths inside the pods. */}}
 {{- define "steward.configPath" -}}/etc/steward/config/steward.toml{{- end -}}
 {{- define "steward.signingKeyPath" -}}/etc/steward/keys/signing-key{{- end -}}
+{{- define "steward.chainKeyPath" -}}/etc/steward/keys/audit-chain-key{{- end -}}
+{{- define "steward.totpKeyPath" -}}/etc/steward/keys/totp-key{{- end -}}
+{{- define "steward.spoolPath" -}}/var/lib/steward/refusal-spool{{- end -}}
+{{- define "steward.checkpointPath" -}}/var/lib/steward/audit-checkpoints{{- end -}}
+
+{{/* Whether the gateway runs as a StatefulSet (a spool claim per pod). */}}
+{{- define "steward.gatewayStateful" -}}
+{{- if .Values.gateway.refusalSpool.persistence.enabled }}true{{ end -}}
+{{- end -}}
+
+{{/*
+The Secret and key a component's key file comes from, as JSON {"secret", "key"}:
+dict "root" $ "block" <values block with value/existingSecret/existingSecretKey>
+"chartKey" <the key in the chart's auth Secret> "what" <value path, for errors>.
+*/}}
+{{- define "steward.keyRef" -}}
+{{- if .block.existingSecret -}}
+{{- dict "secret" .block.existingSecret "key" .block.existingSecretKey | toJson -}}
+{{- else if .block.value -}}
+{{- dict "secret" (include "steward.keysSecretName" .root) "key" .chartKey | toJson -}}
+{{- else -}}
+{{- fail (printf "%s.value (base64 of 32 random bytes: head -c 32 /dev/urandom | base64) or %s.existingSecret is required" .what .what) -}}
+{{- end -}}
+{{- end -}}
 
 {{- define "steward.databaseSecretName" -}}{{ include "steward.fullname" . }}-database{{- end -}}
 {{- define "steward.migrateSecretName" -}}{{ include "steward.fullname" . }}-migrate-database{{- end -}}
 {{- define "steward.authSecretName" -}}
 {{- default (printf "%s-auth" (include "steward.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+{{- define "steward.keysSecretName" -}}{{ include "steward.fullname" . }}-keys{{- end -}}
+{{- define "steward.chainKeyRef" -}}
+{{- include "steward.keyRef" (dict "root" . "block" .Values.audit.chainKey "chartKey" "audit-chain-key" "what" "audit.chainKey") -}}
+{{- end -}}
+{{- define "steward.totpKeyRef" -}}
+{{- include "steward.keyRef" (dict "root" . "block" .Values.accounts.totpKey "chartKey" "totp-key" "what" "accounts.totpKey") -}}
 {{- end -}}
 {{- define "steward.smtpSecretName" -}}
 {{- default (printf "%s-smtp" (include "steward.fullname" .)) .Values.notifications.smtp.existingSecret -}}
@@ -131,8 +162,29 @@ the Services of the enabled components).
 {{- $fullname := include "steward.fullname" . -}}
 {{- $cfg := deepCopy .Values.config -}}
 {{- if not $cfg.otlp_endpoint -}}{{- $_ := unset $cfg "otlp_endpoint" -}}{{- end -}}
-{{- $_ := set $cfg "auth" (dict "signing_key_file" (include "steward.signingKeyPath" .)) -}}
+{{- $svc := dict -}}
+{{- range $c := splitList " " (include "steward.dataComponents" .) -}}
+{{- $v := index $root.Values $c -}}
+{{- if $v.enabled -}}
+{{- $_ := set $svc $c (printf "http://%s-%s:%d" $fullname $c (int $v.port)) -}}
+{{- end -}}
+{{- end -}}
+{{- $auth := deepCopy (default dict $cfg.auth) -}}
+{{- $_ := set $auth "signing_key_file" (include "steward.signingKeyPath" .) -}}
+{{- if and $svc.accounts (not $auth.accounts_endpoint) -}}
+{{- $_ := set $auth "accounts_endpoint" $svc.accounts -}}
+{{- end -}}
+{{- $_ := set $cfg "auth" $auth -}}
+{{- $server := deepCopy (default dict $cfg.server) -}}
+{{- $_ := set $server "trusted_proxies" .Values.trustedProxies.services -}}
+{{- $_ := set $cfg "server" $server -}}
 {{- $outbox := deepCopy (default dict $cfg.outbox) -}}
+{{- if and $svc.quotas (not $outbox.quotas_endpoint) -}}
+{{- $_ := set $outbox "quotas_endpoint" $svc.quotas -}}
+{{- end -}}
+{{- if and $svc.billing (not $outbox.erasure_endpoints) -}}
+{{- $_ := set $outbox "erasure_endpoints" (list $svc.billing) -}}
+{{- end -}}
 {{- if and .Values.audit.enabled (not $outbox.audit_endpoint) -}}
 {{- $_ := set $outbox "audit_endpoint" (printf "http://%s-audit:%d" $fullname (int .Values.audit.port)) -}}
 {{- end -}}
@@ -140,13 +192,7 @@ the Services of the enabled components).
 {{- $_ := set $outbox "notifications_endpoint" (printf "http://%s-notifications:%d" $fullname (int .Values.notifications.port)) -}}
 {{- end -}}
 {{- $_ := set $cfg "outbox" $outbox -}}
-{{- $backends := dict -}}
-{{- range $c := splitList " " (include "steward.dataComponents" .) -}}
-{{- $v := index $root.Values $c -}}
-{{- if $v.enabled -}}
-{{- $_ := set $backends $c (printf "http://%s-%s:%d" $fullname $c (int $v.port)) -}}
-{{- end -}}
-{{- end -}}
+{{- $backends := deepCopy $svc -}}
 {{- range $c := splitList " " (include "steward.components" .) -}}
 {{- $v := index $root.Values $c -}}
 {{- if $v.enabled -}}
@@ -154,11 +200,32 @@ the Services of the enabled components).
 {{- $_ := set $section "listen" (printf "0.0.0.0:%d" (int $v.port)) -}}
 {{- if eq $c "gateway" -}}
 {{- $_ := set $section "backends" (mergeOverwrite $backends (default dict $section.backends)) -}}
+{{- $_ := set $section "refusal_spool_dir" (include "steward.spoolPath" $root) -}}
+{{- with $root.Values.trustedProxies.gateway -}}{{- $_ := set $section "trusted_proxies" . -}}{{- end -}}
 {{- end -}}
-{{- if and (eq $c "notifications") $v.smtp.host -}}
-{{- $smtp := dict "host" $v.smtp.host "port" (int $v.smtp.port) "tls" $v.smtp.tls -}}
+{{- if eq $c "accounts" -}}
+{{- $identity := deepCopy (default dict $section.identity) -}}
+{{- $_ := set $identity "totp_key_file" (include "steward.totpKeyPath" $root) -}}
+{{- $_ := set $section "identity" $identity -}}
+{{- end -}}
+{{- if eq $c "audit" -}}
+{{- $_ := set $section "chain_key_file" (include "steward.chainKeyPath" $root) -}}
+{{- $_ := set $section "checkpoint_dir" (include "steward.checkpointPath" $root) -}}
+{{- end -}}
+{{- if eq $c "quotas" -}}
+{{- if and $svc.accounts (not $section.accounts_endpoint) -}}
+{{- $_ := set $section "accounts_endpoint" $svc.accounts -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $c "notifications" -}}
+{{- $smtp := deepCopy (default dict $section.smtp) -}}
+{{- if $v.smtp.host -}}
+{{- $_ := set $smtp "host" $v.smtp.host -}}
+{{- $_ := set $smtp "port" (int $v.smtp.port) -}}
+{{- $_ := set $smtp "tls" $v.smtp.tls -}}
 {{- with $v.smtp.from -}}{{- $_ := set $smtp "from" . -}}{{- end -}}
-{{- $_ := set $section "smtp" $smtp -}}
+{{- end -}}
+{{- if $smtp -}}{{- $_ := set $section "smtp" $smtp -}}{{- end -}}
 {{- end -}}
 {{- $_ := set $cfg $c $section -}}
 {{- end -}}
