@@ -128,9 +128,11 @@ async fn refusals_through_an_outage_and_a_restart() {
     let audit_addr = listener.local_addr().unwrap();
     drop(listener);
     let spool = TempDir::new("steward-bench-spool");
-    let mut gateway = steward_gateway::GatewayConfig::default();
-    gateway.refusal_spool_dir = Some(spool.0.clone());
-    gateway.refusal_retry_max_backoff = Duration::from_secs(30) / SPEEDUP;
+    let mut gateway = steward_gateway::GatewayConfig {
+        refusal_spool_dir: Some(spool.0.clone()),
+        refusal_retry_max_backoff: Duration::from_secs(30) / SPEEDUP,
+        ..Default::default()
+    };
     gateway.rate_limits.per_ip_burst = 100_000;
     gateway.rate_limits.per_ip_per_second = 100_000;
     let mut app = TestApp::spawn_with(Options {

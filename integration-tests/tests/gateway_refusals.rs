@@ -22,11 +22,13 @@ fn free_addr() -> SocketAddr {
 }
 
 fn gateway_config(spool: &TempDir) -> GatewayConfig {
-    let mut config = GatewayConfig::default();
-    config.refusal_spool_dir = Some(spool.0.clone());
-    config.refusal_retry_max_backoff = Duration::from_millis(300);
-    // One window for the whole test unless a test says otherwise.
-    config.refusal_flood_window = Duration::from_secs(3600);
+    let mut config = GatewayConfig {
+        refusal_spool_dir: Some(spool.0.clone()),
+        refusal_retry_max_backoff: Duration::from_millis(300),
+        // One window for the whole test unless a test says otherwise.
+        refusal_flood_window: Duration::from_secs(3600),
+        ..Default::default()
+    };
     // Every refusal here is the same one (no token), from one address.
     config.rate_limits.per_ip_burst = 100_000;
     config.rate_limits.per_ip_per_second = 100_000;

@@ -589,8 +589,10 @@ async fn an_html_template_escapes_a_users_name_with_markup() {
 #[tokio::test]
 async fn without_an_smtp_server_mail_is_written_as_eml_files() {
     let dir = temp_dir("steward-mail");
-    let mut config = steward::config::NotificationsConfig::default();
-    config.mail_dir = Some(dir.clone());
+    let mut config = steward::config::NotificationsConfig {
+        mail_dir: Some(dir.clone()),
+        ..Default::default()
+    };
     config.delivery.poll_interval = Duration::from_millis(200);
     let app = spawn(config).await;
     let user = app.create_user("dev@example.com").await;
