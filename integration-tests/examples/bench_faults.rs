@@ -85,7 +85,7 @@ async fn audit_outage() {
     while count(
         &app,
         steward_accounts::SCHEMA,
-        "SELECT count(*) AS n FROM outbox",
+        "SELECT count(*) AS n FROM outbox WHERE destination = 'audit'",
     )
     .await
         > 0
