@@ -1,7 +1,10 @@
 //! Billing benchmark (not a test): balance operations per second for
-//! uniformly spread accounts and for one hot account — through the gRPC API,
+//! uniformly spread accounts and for one hot account — through the gRPC API
+//! (Refill goes through the ledger batcher: one transaction per batch of a
+//! shard's waiting operations, each with its key, entry and audit record),
 //! and at the SQL level for the guarded single statement next to a naive
-//! `SELECT ... FOR UPDATE` read-modify-write, as a ratio.
+//! `SELECT ... FOR UPDATE` read-modify-write (one operation per transaction),
+//! as ratios.
 //!
 //!     cargo run --release -p steward-integration-tests --example bench_billing
 
@@ -47,6 +50,32 @@ async fn api_rate(app: &TestApp, users: &[uuid::Uuid]) -> f64 {
                     })
                     .await
                     .expect("refill");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    OPS as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The per-call ceiling of the same stack (tonic, auth, policy, one pooled
+/// read): GetBalance, no transaction, no batch.
+async fn read_rate(app: &TestApp, users: &[uuid::Uuid]) -> f64 {
+    let users = Arc::new(users.to_vec());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let mut billing = app.billing();
+        let users = users.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (c..OPS).step_by(CLIENTS) {
+                billing
+                    .get_balance(pb::GetBalanceRequest {
+                        user_id: users[i % users.len()].to_string(),
+                    })
+                    .await
+                    .expect("balance");
             }
         }));
     }
@@ -176,6 +205,11 @@ async fn main() {
         "{:<42} {:>10.0}/s {:>10.0}/s",
         "gRPC Refill (idempotency, audit, ledger)", api.0, api.1
     );
+    let reads = (read_rate(&app, &uniform).await, read_rate(&app, &hot).await);
+    println!(
+        "{:<42} {:>10.0}/s {:>10.0}/s",
+        "gRPC GetBalance (per-call ceiling, a read)", reads.0, reads.1
+    );
     let guarded = (
         sql_rate(&pool, &uniform, true).await,
         sql_rate(&pool, &hot, true).await,
@@ -197,6 +231,12 @@ async fn main() {
         "guarded / naive",
         guarded.0 / naive.0,
         guarded.1 / naive.1
+    );
+    println!(
+        "{:<42} {:>11.2}x {:>11.2}x",
+        "gRPC Refill (batched) / naive",
+        api.0 / naive.0,
+        api.1 / naive.1
     );
     drop(pool);
     app.stop().await;
