@@ -137,6 +137,49 @@ pub async fn activity(
     let (after_actions, after_user) = after
         .map(|c| (c.actions, c.user_id.clone()))
         .unwrap_or((i64::MAX, String::new()));
+    // The ranked window when the range is exactly it and no users are named:
+    // an index range scan from the cursor. The span and the page are read in
+    // one statement (one snapshot); no row at all means the window is
+    // another range, and the range is aggregated instead. (Not a UNION
+    // with the aggregation: its plan starts parallel workers even when its
+    // branch is filtered out.)
+    if order == Order::ActionsDesc && users.is_empty() {
+        #[derive(QueryableByName)]
+        struct Ranked {
+            #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+            user_id: Option<String>,
+            #[diesel(sql_type = diesel::sql_types::Nullable<Int8>)]
+            actions: Option<i64>,
+        }
+        let ranked: Vec<Ranked> = diesel::sql_query(
+            "SELECT w.user_id, w.actions FROM activity_window_span s
+             LEFT JOIN LATERAL (
+                 SELECT subject_user_id AS user_id, count AS actions FROM activity_window
+                 WHERE (-count, subject_user_id) > (-$3, $4)
+                 ORDER BY -count, subject_user_id
+                 LIMIT $5
+             ) w ON true
+             WHERE s.first_day = $1 AND s.last_day = $2",
+        )
+        .bind::<Date, _>(start)
+        .bind::<Date, _>(end)
+        .bind::<Int8, _>(after_actions)
+        .bind::<Text, _>(&after_user)
+        .bind::<Int8, _>(limit)
+        .load(conn)
+        .await?;
+        if !ranked.is_empty() {
+            return Ok(ranked
+                .into_iter()
+                .filter_map(|r| {
+                    Some(Activity {
+                        user_id: r.user_id?,
+                        actions: r.actions?,
+                    })
+                })
+                .collect());
+        }
+    }
     let sql = match order {
         // Walks the (user, day) index from the cursor: GroupAggregate + LIMIT.
         Order::UserId => {
@@ -149,37 +192,17 @@ pub async fn activity(
              ORDER BY subject_user_id
              LIMIT $6"
         }
-        // The ranked window when the range is exactly it and no users are
-        // named (an index range scan from the cursor); otherwise the whole
-        // range aggregated per query. One statement, so both branches see
-        // the same snapshot of the window's span.
         Order::ActionsDesc => {
-            "WITH span AS (
-                 SELECT true FROM activity_window_span
-                 WHERE first_day = $1 AND last_day = $2 AND cardinality($3::text[]) = 0
-             )
-             SELECT user_id, actions FROM (
-                 SELECT subject_user_id AS user_id, count AS actions FROM activity_window
-                 WHERE EXISTS (SELECT 1 FROM span)
-                   AND (-count, subject_user_id) > (-$4, $5)
-                 ORDER BY -count, subject_user_id
-                 LIMIT $6
-             ) w
-             UNION ALL
-             SELECT user_id, actions FROM (
-                 SELECT user_id, actions FROM (
-                     SELECT subject_user_id AS user_id, sum(count)::int8 AS actions
-                     FROM activity_daily
-                     WHERE NOT EXISTS (SELECT 1 FROM span)
-                       AND day BETWEEN $1 AND $2
-                       AND (cardinality($3::text[]) = 0 OR subject_user_id = ANY($3))
-                     GROUP BY subject_user_id
-                 ) a
-                 WHERE actions < $4 OR (actions = $4 AND user_id > $5)
-                 ORDER BY actions DESC, user_id
-                 LIMIT $6
-             ) g
-             ORDER BY actions DESC, user_id"
+            "SELECT user_id, actions FROM (
+                 SELECT subject_user_id AS user_id, sum(count)::int8 AS actions
+                 FROM activity_daily
+                 WHERE day BETWEEN $1 AND $2
+                   AND (cardinality($3::text[]) = 0 OR subject_user_id = ANY($3))
+                 GROUP BY subject_user_id
+             ) a
+             WHERE actions < $4 OR (actions = $4 AND user_id > $5)
+             ORDER BY actions DESC, user_id
+             LIMIT $6"
         }
     };
     diesel::sql_query(sql)
