@@ -3,6 +3,7 @@
 //! folder in kit's command runner, and encodes.
 
 pub mod convert;
+mod personal_data;
 
 use prost::Message;
 use steward_kit::{
@@ -284,7 +285,7 @@ impl pb::billing_service_server::BillingService for BillingApi {
         );
         let page = self
             .tokens
-            .page::<ledger::store::Cursor>(&fingerprint, r.page.as_ref(), DEFAULT_PAGE, MAX_PAGE)
+            .page::<ledger::history::Cursor>(&fingerprint, r.page.as_ref(), DEFAULT_PAGE, MAX_PAGE)
             .map_err(Error::from)?;
         // Later pages keep the first page's period, so "now" does not move.
         if let Some(cursor) = &page.after {
@@ -299,7 +300,7 @@ impl pb::billing_service_server::BillingService for BillingApi {
         let (rows, next_page_token) = page::split(rows, page.size, |e| {
             self.tokens.encode(
                 &fingerprint,
-                &ledger::store::Cursor {
+                &ledger::history::Cursor {
                     created_at: e.created_at,
                     id: e.id,
                     start: q.start,
@@ -481,30 +482,5 @@ impl pb::billing_service_server::BillingService for BillingApi {
         Ok(Response::new(pb::ListInvoicesResponse {
             invoices: list.iter().map(convert::invoice).collect(),
         }))
-    }
-}
-
-#[tonic::async_trait]
-impl common::personal_data_service_server::PersonalDataService for BillingApi {
-    async fn erase_personal_data(
-        &self,
-        request: Request<common::ErasePersonalDataRequest>,
-    ) -> Result<Response<common::ErasePersonalDataResponse>, Status> {
-        let (caller, record) =
-            AuditRecord::for_request(SOURCE, "billing.personal_data.erased", &request)?;
-        let r = request.into_inner();
-        let record = record.subject(&r.user_id);
-        let input = convert::erasure(&r);
-        let key = Key::of("ErasePersonalData", &caller, &r.event_id, &r);
-        let response = self
-            .commands
-            .run(record, key, input, async |tx, user_id| {
-                let erased = ledger::commands::erase_personal_data(tx, user_id).await?;
-                Ok(common::ErasePersonalDataResponse {
-                    records_erased: erased as i64,
-                })
-            })
-            .await?;
-        Ok(Response::new(response))
     }
 }

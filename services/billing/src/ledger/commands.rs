@@ -7,7 +7,10 @@ use rust_decimal::Decimal;
 use steward_kit::Tx;
 use uuid::Uuid;
 
-use super::store::{self, Balances, Change, Cursor, Entry};
+use super::{
+    history::{self, Cursor},
+    store::{self, Balances, Change, Entry},
+};
 use crate::{
     domain::{
         BalanceType, Operation, money,
@@ -129,8 +132,9 @@ pub async fn funding_history(
     after: Option<Cursor>,
     limit: i64,
 ) -> Result<(Vec<Entry>, Vec<(Operation, i64, Decimal)>), Error> {
-    let rows = store::history(conn, q.user_id, q.start, q.end, &q.operations, after, limit).await?;
-    let totals = store::totals(conn, q.user_id, q.start, q.end, &q.operations).await?;
+    let rows =
+        history::history(conn, q.user_id, q.start, q.end, &q.operations, after, limit).await?;
+    let totals = history::totals(conn, q.user_id, q.start, q.end, &q.operations).await?;
     Ok((rows, totals))
 }
 

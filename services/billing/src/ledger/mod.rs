@@ -9,4 +9,5 @@
 
 pub mod batcher;
 pub mod commands;
+pub mod history;
 pub mod store;
