@@ -647,6 +647,16 @@ async fn no_replica_answers_stale_after_an_acknowledged_change() {
         }],
     };
     let value = |r: pb::CheckQuotasResponse| r.checks[0].effective_value.clone();
+    // Accounts' membership event for the new user invalidates it in the
+    // caches when it arrives: let it arrive first.
+    for _ in 0..200 {
+        let pending: Vec<steward_proto::quotas::MembershipEvent> =
+            steward_integration_tests::outbox_in(&app, steward_accounts::SCHEMA, "quotas").await;
+        if pending.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Both replicas have the user cached.
     for c in [&mut check_a, &mut check_b] {
         for _ in 0..3 {
