@@ -3,7 +3,7 @@
 //! table the command runner resolves. No other module picks a [`Kind`].
 
 pub use steward_kit::Error;
-use steward_kit::{Constraint, Kind, auth::Caller};
+use steward_kit::{Constraint, Kind};
 
 use crate::domain::{Refusal, User, UserStatus, collaboration, status};
 
@@ -43,13 +43,6 @@ pub fn ensure_live(user: &User) -> Result<(), Error> {
 
 pub fn user_not_found(id: impl ToString) -> Error {
     Error::not_found("user", id)
-}
-
-/// May the caller act on `user_id`'s resources? A refusal is audited.
-pub fn ensure_may_act_on(caller: &Caller, user_id: &str) -> Result<(), Error> {
-    caller
-        .ensure_may_act_on(user_id)
-        .map_err(|status| Error::denied("NOT_YOUR_RESOURCE", status.message()))
 }
 
 pub fn etag_mismatch() -> Error {

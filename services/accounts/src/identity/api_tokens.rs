@@ -56,7 +56,7 @@ async fn lock_own(tx: &mut Tx<'_>, caller: &Caller, id: Uuid) -> Result<ApiToken
     let token = store::lock_api_token(tx.conn, id)
         .await?
         .ok_or_else(|| Error::not_found("api_token", id))?;
-    error::ensure_may_act_on(caller, &token.user_id.to_string())?;
+    caller.may_act_on(&token.user_id.to_string())?;
     tx.note(|r| r.subject(&token.user_id.to_string()));
     Ok(token)
 }

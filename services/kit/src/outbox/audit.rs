@@ -226,25 +226,3 @@ pub async fn record_refusal(
         tracing::error!(%error, action = record.action_name(), "cannot audit a refused command");
     }
 }
-
-/// Turns a command's outcome into its response. A refusal the service
-/// counts as the caller's doing (`audited`) is recorded as FAILURE first.
-pub async fn respond<T, E>(
-    pool: &crate::db::Pool,
-    record: AuditRecord,
-    result: Result<T, E>,
-    audited: impl FnOnce(&E) -> bool,
-) -> Result<tonic::Response<T>, tonic::Status>
-where
-    E: Into<tonic::Status> + std::fmt::Display,
-{
-    match result {
-        Ok(value) => Ok(tonic::Response::new(value)),
-        Err(err) => {
-            if audited(&err) {
-                record_refusal(pool, record, err.to_string()).await;
-            }
-            Err(err.into())
-        }
-    }
-}

@@ -12,7 +12,7 @@ pub mod contract;
 mod destinations;
 mod relay;
 
-pub use audit::{AuditRecord, record_refusal, respond};
+pub use audit::{AuditRecord, record_refusal};
 pub use destinations::{
     AuditIngestDestination, DeliveryError, Destination, ErasureDestination,
     NotificationDestination, QuotasSyncDestination,

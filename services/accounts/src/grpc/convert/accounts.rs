@@ -83,7 +83,7 @@ pub fn profile_update(caller: &Caller, r: &pb::UpdateUserRequest) -> Result<Prof
         return Err(Error::invalid("user", "required"));
     };
     let id = super::id("user.id", &patch.id)?;
-    error::ensure_may_act_on(caller, &patch.id)?;
+    caller.may_act_on(&patch.id)?;
     let paths = r
         .update_mask
         .as_ref()
@@ -335,7 +335,7 @@ pub fn invitation(
     let owner_id = validate::id("owner_user_id", &r.owner_user_id, &mut v);
     let email = validate::email("collaborator_email", &r.collaborator_email, &mut v);
     v.check()?;
-    error::ensure_may_act_on(caller, &r.owner_user_id)?;
+    caller.may_act_on(&r.owner_user_id)?;
     Ok(Invitation {
         owner_id,
         collaborator_email: email,
@@ -373,7 +373,7 @@ pub fn list_collaborations(
         v.add("direction", "unknown direction");
     }
     v.check()?;
-    error::ensure_may_act_on(caller, &r.user_id)?;
+    caller.may_act_on(&r.user_id)?;
     let direction = direction.expect("checked above");
     let fingerprint = format!("collaborations|{user_id}|{direction:?}");
     let filter = (user_id, direction);

@@ -11,7 +11,6 @@ use super::{Query, query, timestamp};
 use crate::{
     IdentityConfig,
     domain::{identity, identity::API_TOKEN_PREFIX, validate},
-    error,
     identity::{
         Expiring, Tokens,
         api_tokens::NewApiToken,
@@ -149,7 +148,7 @@ pub fn api_token_secret(raw: String) -> Result<String, Error> {
 /// The user a caller acts on: its id, and the caller may.
 pub fn own_user(caller: &Caller, raw: &str) -> Result<Uuid, Error> {
     let id = super::id("user_id", raw)?;
-    error::ensure_may_act_on(caller, raw)?;
+    caller.may_act_on(raw)?;
     Ok(id)
 }
 
@@ -164,7 +163,7 @@ pub fn password_change(
         v.add("new_password", "must differ from the current password");
     }
     v.check()?;
-    error::ensure_may_act_on(caller, &r.user_id)?;
+    caller.may_act_on(&r.user_id)?;
     Ok(PasswordChange {
         user_id,
         current: r.current_password.clone(),
@@ -188,7 +187,7 @@ pub fn new_api_token(
         &mut v,
     );
     v.check()?;
-    error::ensure_may_act_on(caller, &r.user_id)?;
+    caller.may_act_on(&r.user_id)?;
     Ok(NewApiToken { user_id, name, ttl })
 }
 
@@ -201,7 +200,7 @@ pub fn list_api_tokens(
     let id = validate::id("user_id", &r.user_id, &mut v);
     let fingerprint = format!("api_tokens|{id}");
     let q = query(tokens, id, fingerprint, r.page.as_ref(), v)?;
-    error::ensure_may_act_on(caller, &r.user_id)?;
+    caller.may_act_on(&r.user_id)?;
     Ok(q)
 }
 
