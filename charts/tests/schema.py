@@ -124,7 +124,7 @@ COMPONENT_CONFIG = {
     "quotas": obj({
         "accounts_endpoint": URL,
         "idempotency_retention": DURATION,
-        "cache": obj({"enabled": BOOL, "capacity": POS, "heartbeat": DURATION, "fence": DURATION,
+        "cache": obj({"enabled": BOOL, "capacity": POS, "warm": BOOL, "heartbeat": DURATION, "fence": DURATION,
                       "lease": DURATION, "settle_timeout": DURATION}),
     }),
     "audit": obj({"max_group_events": POS, "retention_interval": DURATION, "checkpoint_interval": DURATION,

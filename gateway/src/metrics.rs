@@ -1,220 +1,181 @@
-//! Prometheus-style metrics of the gateway: per method, calls by gRPC status
+//! Prometheus metrics of the gateway (on kit's metric types): per method, calls by gRPC status
 //! code and a latency histogram; plus counters of what it refuses and of
 //! the refusal audit (spooled, shipped, summarised, dropped, spool size). Rendered in the text exposition format at
 //! `GET /metrics` on the gateway's port.
 
 use std::{
-    collections::BTreeMap,
-    fmt::Write,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use steward_kit::metrics::{Collect, Family, Histogram};
 
-/// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
-
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// The gateway's figures, on kit's metric types; registered with kit's
+/// registry, so `[metrics] listen` serves them with every other family.
+struct Families {
+    calls: Family,
+    latency: Histogram,
+    refused: Family,
+    refusals_spooled: Family,
+    refusals_shipped: Family,
+    refusals_summarised: Family,
+    audit_dropped: Family,
+    audit_failed_batches: Family,
+    spool_bytes: Family,
 }
 
-#[derive(Default)]
-struct State {
-    /// (method, grpc code name) -> calls.
-    calls: BTreeMap<(String, String), u64>,
-    latency: BTreeMap<String, Histogram>,
-    /// reason -> refusals.
-    refused: BTreeMap<String, u64>,
-    audit_dropped: u64,
-    audit_failed_batches: u64,
-    refusals_spooled: u64,
-    refusals_shipped: u64,
-    refusals_summarised: u64,
-    spool_bytes: u64,
+impl Families {
+    fn new() -> Self {
+        Self {
+            calls: Family::counter(
+                "steward_gateway_calls_total",
+                "Calls by method and gRPC status code.",
+            ),
+            latency: Histogram::new(
+                "steward_gateway_call_duration_seconds",
+                "Call latency by method.",
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+                ],
+            ),
+            refused: Family::counter(
+                "steward_gateway_refused_total",
+                "Calls refused at the edge, by reason.",
+            ),
+            refusals_spooled: Family::counter(
+                "steward_gateway_refusals_spooled_total",
+                "Refusal audit events written to the local spool.",
+            ),
+            refusals_shipped: Family::counter(
+                "steward_gateway_refusals_shipped_total",
+                "Refusal audit events the audit service acknowledged.",
+            ),
+            refusals_summarised: Family::counter(
+                "steward_gateway_refusals_summarised_total",
+                "Refusals counted in a summary event rather than recorded one by one (flood, full queue or spool).",
+            ),
+            audit_dropped: Family::counter(
+                "steward_gateway_audit_dropped_total",
+                "Refusal audit events lost: refused for good by the audit service, or not spooled at shutdown.",
+            ),
+            audit_failed_batches: Family::counter(
+                "steward_gateway_audit_failed_batches_total",
+                "Refusal audit batches the audit service did not take (retried).",
+            ),
+            spool_bytes: Family::gauge(
+                "steward_gateway_refusal_spool_bytes",
+                "Bytes of refusal audit events in the local spool.",
+            ),
+        }
+    }
 }
 
-#[derive(Clone, Default)]
+impl Collect for Families {
+    fn collect(&self, out: &mut String) {
+        self.calls.render(out);
+        self.latency.render(out);
+        for family in [
+            &self.refused,
+            &self.refusals_spooled,
+            &self.refusals_shipped,
+            &self.refusals_summarised,
+            &self.audit_dropped,
+            &self.audit_failed_batches,
+            &self.spool_bytes,
+        ] {
+            family.render(out);
+        }
+    }
+}
+
+/// One gateway's metrics (tests read them per instance).
+#[derive(Clone)]
 pub struct Metrics {
-    state: Arc<Mutex<State>>,
+    families: Arc<Families>,
+    /// Keeps the registration alive as long as a clone is.
+    _registered: Arc<dyn Collect>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let families = Arc::new(Families::new());
+        let registered: Arc<dyn Collect> = families.clone();
+        steward_kit::metrics::register(&registered);
+        Self {
+            families,
+            _registered: registered,
+        }
+    }
 }
 
 impl Metrics {
     pub fn record_call(&self, method: &str, code: tonic::Code, seconds: f64) {
-        let mut state = self.state.lock().expect("metrics lock");
-        *state
-            .calls
-            .entry((method.to_owned(), format!("{code:?}")))
-            .or_default() += 1;
-        let histogram = state.latency.entry(method.to_owned()).or_default();
-        histogram.count += 1;
-        histogram.sum += seconds;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                histogram.counts[i] += 1;
-            }
-        }
+        let f = &self.families;
+        f.calls
+            .inc(&format!("method=\"{method}\",code=\"{code:?}\""));
+        f.latency.observe(&format!("method=\"{method}\""), seconds);
     }
 
     pub fn record_refusal(&self, reason: &str) {
-        *self
-            .state
-            .lock()
-            .expect("metrics lock")
-            .refused
-            .entry(reason.to_owned())
-            .or_default() += 1;
+        self.families.refused.inc(&format!("reason=\"{reason}\""));
     }
 
     /// Refusal events the audit trail will not get at all.
     pub fn record_audit_dropped(&self, n: u64) {
-        self.state().audit_dropped += n;
+        self.families.audit_dropped.add("", n);
     }
 
     pub fn record_audit_batch_failed(&self) {
-        self.state().audit_failed_batches += 1;
+        self.families.audit_failed_batches.inc("");
     }
 
     /// Refusal events written (and synced) to the spool.
     pub fn record_refusals_spooled(&self, n: u64) {
-        self.state().refusals_spooled += n;
+        self.families.refusals_spooled.add("", n);
     }
 
     /// Refusal events the audit service acknowledged.
     pub fn record_refusals_shipped(&self, n: u64) {
-        self.state().refusals_shipped += n;
+        self.families.refusals_shipped.add("", n);
     }
 
     /// Refusals counted in a summary event instead of recorded one by one.
     pub fn record_refusals_summarised(&self, n: u64) {
-        self.state().refusals_summarised += n;
+        self.families.refusals_summarised.add("", n);
     }
 
     pub fn set_spool_bytes(&self, bytes: u64) {
-        self.state().spool_bytes = bytes;
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("metrics lock")
+        self.families.spool_bytes.set("", bytes as f64);
     }
 
     pub fn audit_dropped(&self) -> u64 {
-        self.state().audit_dropped
+        self.families.audit_dropped.get("") as u64
     }
 
     pub fn refusals_spooled(&self) -> u64 {
-        self.state().refusals_spooled
+        self.families.refusals_spooled.get("") as u64
     }
 
     pub fn refusals_shipped(&self) -> u64 {
-        self.state().refusals_shipped
+        self.families.refusals_shipped.get("") as u64
     }
 
     pub fn refusals_summarised(&self) -> u64 {
-        self.state().refusals_summarised
+        self.families.refusals_summarised.get("") as u64
     }
 
     pub fn spool_bytes(&self) -> u64 {
-        self.state().spool_bytes
+        self.families.spool_bytes.get("") as u64
     }
 
-    /// The text exposition format.
+    /// This gateway's figures in the text exposition format.
     pub fn render(&self) -> String {
-        let state = self.state.lock().expect("metrics lock");
         let mut out = String::new();
-        out.push_str("# HELP steward_gateway_calls_total Calls by method and gRPC status code.\n");
-        out.push_str("# TYPE steward_gateway_calls_total counter\n");
-        for ((method, code), n) in &state.calls {
-            let _ = writeln!(
-                out,
-                "steward_gateway_calls_total{{method=\"{method}\",code=\"{code}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP steward_gateway_call_duration_seconds Call latency by method.\n");
-        out.push_str("# TYPE steward_gateway_call_duration_seconds histogram\n");
-        for (method, h) in &state.latency {
-            for (bound, count) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(
-                    out,
-                    "steward_gateway_call_duration_seconds_bucket{{method=\"{method}\",le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "steward_gateway_call_duration_seconds_bucket{{method=\"{method}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "steward_gateway_call_duration_seconds_sum{{method=\"{method}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "steward_gateway_call_duration_seconds_count{{method=\"{method}\"}} {}",
-                h.count
-            );
-        }
-        out.push_str(
-            "# HELP steward_gateway_refused_total Calls refused at the edge, by reason.\n",
-        );
-        out.push_str("# TYPE steward_gateway_refused_total counter\n");
-        for (reason, n) in &state.refused {
-            let _ = writeln!(
-                out,
-                "steward_gateway_refused_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
-        for (name, kind, help, value) in [
-            (
-                "steward_gateway_refusals_spooled_total",
-                "counter",
-                "Refusal audit events written to the local spool.",
-                state.refusals_spooled,
-            ),
-            (
-                "steward_gateway_refusals_shipped_total",
-                "counter",
-                "Refusal audit events the audit service acknowledged.",
-                state.refusals_shipped,
-            ),
-            (
-                "steward_gateway_refusals_summarised_total",
-                "counter",
-                "Refusals counted in a summary event rather than recorded one by one (flood, full queue or spool).",
-                state.refusals_summarised,
-            ),
-            (
-                "steward_gateway_audit_dropped_total",
-                "counter",
-                "Refusal audit events lost: refused for good by the audit service, or not spooled at shutdown.",
-                state.audit_dropped,
-            ),
-            (
-                "steward_gateway_audit_failed_batches_total",
-                "counter",
-                "Refusal audit batches the audit service did not take (retried).",
-                state.audit_failed_batches,
-            ),
-            (
-                "steward_gateway_refusal_spool_bytes",
-                "gauge",
-                "Bytes of refusal audit events in the local spool.",
-                state.spool_bytes,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
-        }
+        self.families.collect(&mut out);
         out
     }
 }

@@ -1,5 +1,8 @@
 //! Every server's calls and every relay's outbox are in kit's Prometheus
-//! exposition on the admin address (`[metrics] listen`).
+//! exposition on the admin address (`[metrics] listen`), with pool waits,
+//! audit's group commits, the mail queue, the quota cache and the gateway's
+//! own figures. (One test: the registry is process-wide and the counts
+//! below are exact.)
 
 use std::time::Duration;
 
@@ -30,9 +33,16 @@ async fn scrape(url: &str) -> String {
 
 #[tokio::test]
 async fn calls_pools_and_outboxes_are_exported() {
+    let mail_dir = std::env::temp_dir().join(format!("steward-metrics-{}", uuid::Uuid::now_v7()));
     let app = TestApp::spawn_with(Options {
         with_audit: true,
         metrics: true,
+        with_quotas: true,
+        with_notifications: Some(steward::config::NotificationsConfig {
+            mail_dir: Some(mail_dir.clone()),
+            ..Default::default()
+        }),
+        gateway: Some(steward_gateway::GatewayConfig::default()),
         ..Options::default()
     })
     .await;
@@ -44,12 +54,26 @@ async fn calls_pools_and_outboxes_are_exported() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    // The same call at the edge: refused there, counted by the gateway.
+    let gateway = app.gateway_endpoint.clone().expect("gateway runs");
+    let err = pb::accounts_service_client::AccountsServiceClient::connect(gateway)
+        .await
+        .expect("connect to the gateway")
+        .list_users(pb::ListUsersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let ready = [
+        "steward_outbox_delivered_total{service=\"accounts\",destination=\"audit\"}",
+        "steward_audit_group_commit_events_count",
+        "steward_db_pool_connections{service=\"audit\"}",
+        "steward_notifications_mail_queue{status=\"QUEUED\"}",
+        "steward_quotas_cache_users ",
+    ];
     let mut text = String::new();
     for _ in 0..100 {
         text = scrape(&url).await;
-        if text
-            .contains("steward_outbox_delivered_total{service=\"accounts\",destination=\"audit\"}")
-        {
+        if ready.iter().all(|r| text.contains(r)) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -61,7 +85,27 @@ async fn calls_pools_and_outboxes_are_exported() {
         "steward_outbox_delivered_total{service=\"accounts\",destination=\"audit\"}",
         "steward_outbox_backlog{service=\"accounts\",destination=\"audit\"}",
         "steward_db_pool_connections{service=\"accounts\"}",
+        "steward_db_pool_waits_total{service=\"accounts\"}",
+        "steward_db_pool_wait_seconds_total{service=\"accounts\"}",
+        "steward_db_pool_timeouts_total{service=\"accounts\"} 0",
+        "steward_db_pool_connections{service=\"audit\"}",
+        "steward_audit_group_commit_events_bucket{le=\"+Inf\"}",
+        "steward_audit_group_commit_calls_count",
+        "steward_notifications_mail_queue{status=\"QUEUED\"} 0",
+        "steward_notifications_mail_queue{status=\"DEFERRED\"} 0",
+        "steward_notifications_oldest_queued_age_seconds 0",
+        "steward_gateway_calls_total{method=\"/steward.accounts.v1.AccountsService/ListUsers\",code=\"Unauthenticated\"} 1",
+        "steward_gateway_refused_total{reason=",
+        "steward_gateway_refusal_spool_bytes",
     ] {
         assert!(text.contains(expected), "{expected} missing from\n{text}");
     }
+    // The quota replica holds every user it has heard of (none, or the one
+    // created above once its membership event arrived).
+    let held = text
+        .lines()
+        .find_map(|l| l.strip_prefix("steward_quotas_cache_users "))
+        .expect("quota cache gauge");
+    assert!(["0", "1"].contains(&held), "{held}");
+    let _ = std::fs::remove_dir_all(mail_dir);
 }

@@ -166,6 +166,11 @@ impl Application {
             self.deps.config.checkpoint_interval,
             tasks_stopped.clone(),
         ));
+        let pool_metrics = tokio::spawn(steward_kit::metrics::export_pool_until(
+            SCHEMA,
+            self.deps.pool.clone(),
+            tasks_stopped.clone(),
+        ));
         let housekeeping = tokio::spawn(retention::job::run(
             self.deps.pool.clone(),
             known,
@@ -197,6 +202,7 @@ impl Application {
         let _ = writer_task.await;
         let _ = housekeeping.await;
         let _ = checkpoints.await;
+        let _ = pool_metrics.await;
         served
     }
 }

@@ -207,6 +207,10 @@ async fn run(
         }
         let all: Vec<Event> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
         let outcome = write(&pool, &known, &signer, &all).await;
+        if outcome.is_ok() {
+            steward_kit::metrics::AUDIT_GROUP_COMMIT_EVENTS.observe("", all.len() as f64);
+            steward_kit::metrics::AUDIT_GROUP_COMMIT_CALLS.observe("", jobs.len() as f64);
+        }
         let mut offset = 0;
         for job in jobs {
             let n = job.events.len();

@@ -3,10 +3,20 @@
 //!
 //! The registry is a handful of statics: every server's calls (count and
 //! latency by method and code, recorded by kit's server stack), pool
-//! connections, and what the outbox relays count and gauge. A series is keyed by its label set, written out in full
-//! (`service="accounts",destination="audit"`).
+//! connections and waits, what the outbox relays count and gauge, and the
+//! few figures particular to one component (audit's group commits, the
+//! mail queue, the quota cache). A series is keyed by its label set,
+//! written out in full (`service="accounts",destination="audit"`).
+//!
+//! A component whose figures belong to one instance (the gateway's, which
+//! tests read per instance) keeps its own [`Family`]s and [`Histogram`]s and
+//! [`register`]s them, so they are served with the rest.
 
-use std::{collections::BTreeMap, fmt::Write as _, sync::Mutex};
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    sync::{Arc, Mutex, Weak},
+};
 
 use tokio::{net::TcpListener, sync::watch};
 
@@ -57,11 +67,16 @@ impl Family {
         self.values.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn render(&self, out: &mut String) {
+    /// Appends this family in the text exposition format.
+    pub fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
         let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
         for (labels, value) in self.lock().iter() {
-            let _ = writeln!(out, "{}{{{labels}}} {value}", self.name);
+            if labels.is_empty() {
+                let _ = writeln!(out, "{} {value}", self.name);
+            } else {
+                let _ = writeln!(out, "{}{{{labels}}} {value}", self.name);
+            }
         }
     }
 }
@@ -101,17 +116,23 @@ impl Histogram {
         *count += 1;
     }
 
-    fn render(&self, out: &mut String) {
+    /// Appends this histogram in the text exposition format.
+    pub fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
         let _ = writeln!(out, "# TYPE {} histogram", self.name);
         let values = self.values.lock().unwrap_or_else(|e| e.into_inner());
         for (labels, (counts, sum, count)) in values.iter() {
+            let (lead, tail) = if labels.is_empty() {
+                (String::new(), String::new())
+            } else {
+                (format!("{labels},"), format!("{{{labels}}}"))
+            };
             for (le, n) in self.buckets.iter().zip(counts) {
-                let _ = writeln!(out, "{}_bucket{{{labels},le=\"{le}\"}} {n}", self.name);
+                let _ = writeln!(out, "{}_bucket{{{lead}le=\"{le}\"}} {n}", self.name);
             }
-            let _ = writeln!(out, "{}_bucket{{{labels},le=\"+Inf\"}} {count}", self.name);
-            let _ = writeln!(out, "{}_sum{{{labels}}} {sum}", self.name);
-            let _ = writeln!(out, "{}_count{{{labels}}} {count}", self.name);
+            let _ = writeln!(out, "{}_bucket{{{lead}le=\"+Inf\"}} {count}", self.name);
+            let _ = writeln!(out, "{}_sum{tail} {sum}", self.name);
+            let _ = writeln!(out, "{}_count{tail} {count}", self.name);
         }
     }
 }
@@ -140,6 +161,38 @@ pub static POOL_IDLE: Family = Family::gauge(
     "steward_db_pool_idle_connections",
     "Idle connections in a service's pool (0 with calls waiting means the pool is too small).",
 );
+pub static POOL_GETS: Family = Family::counter(
+    "steward_db_pool_gets_total",
+    "Connections taken from a service's pool.",
+);
+pub static POOL_WAITS: Family = Family::counter(
+    "steward_db_pool_waits_total",
+    "Takes from a service's pool that had to wait for a connection.",
+);
+pub static POOL_WAIT_SECONDS: Family = Family::counter(
+    "steward_db_pool_wait_seconds_total",
+    "Time spent waiting for a pooled connection.",
+);
+pub static POOL_TIMEOUTS: Family = Family::counter(
+    "steward_db_pool_timeouts_total",
+    "Takes from a service's pool that gave up waiting (the call failed UNAVAILABLE).",
+);
+
+/// Publishes a pool's gauges and wait counters under `service`.
+pub fn export_pool(service: &str, pool: &crate::db::Pool) {
+    let state = pool.state();
+    let labels = format!("service=\"{service}\"");
+    POOL_CONNECTIONS.set(&labels, f64::from(state.connections));
+    POOL_IDLE.set(&labels, f64::from(state.idle_connections));
+    let stats = &state.statistics;
+    POOL_GETS.set(
+        &labels,
+        (stats.get_direct + stats.get_waited + stats.get_timed_out) as f64,
+    );
+    POOL_WAITS.set(&labels, stats.get_waited as f64);
+    POOL_WAIT_SECONDS.set(&labels, stats.get_wait_time.as_secs_f64());
+    POOL_TIMEOUTS.set(&labels, stats.get_timed_out as f64);
+}
 
 /// Label set of a relay: the service whose outbox it drains and where to.
 pub fn relay_labels(service: &str, destination: &str) -> String {
@@ -169,26 +222,105 @@ pub static OUTBOX_OLDEST_AGE: Family = Family::gauge(
     "Age of the oldest undelivered, unparked outbox row.",
 );
 
+/// Runs [`export_pool`] every few seconds until `shutdown`, for a
+/// component without an outbox relay (which exports its pool itself).
+pub async fn export_pool_until(
+    service: &'static str,
+    pool: crate::db::Pool,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        export_pool(service, &pool);
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+pub static AUDIT_GROUP_COMMIT_EVENTS: Histogram = Histogram::new(
+    "steward_audit_group_commit_events",
+    "Events appended to the chain per ingest transaction (concurrent calls share one).",
+    &[
+        1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+    ],
+);
+pub static AUDIT_GROUP_COMMIT_CALLS: Histogram = Histogram::new(
+    "steward_audit_group_commit_calls",
+    "Ingest calls answered by one transaction.",
+    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
+);
+pub static MAIL_QUEUE: Family = Family::gauge(
+    "steward_notifications_mail_queue",
+    "Mail not yet at a final status, by status (QUEUED, SENDING, DEFERRED).",
+);
+pub static MAIL_OLDEST_QUEUED_AGE: Family = Family::gauge(
+    "steward_notifications_oldest_queued_age_seconds",
+    "Age of the oldest mail not yet at a final status.",
+);
+pub static QUOTAS_CACHE_USERS: Family = Family::gauge(
+    "steward_quotas_cache_users",
+    "Users whose group and overrides a quotas replica holds in memory.",
+);
+
 /// Every family, in exposition order.
-static FAMILIES: [&Family; 9] = [
+static FAMILIES: [&Family; 16] = [
     &RPC_CALLS,
     &POOL_CONNECTIONS,
     &POOL_IDLE,
+    &POOL_GETS,
+    &POOL_WAITS,
+    &POOL_WAIT_SECONDS,
+    &POOL_TIMEOUTS,
     &OUTBOX_DELIVERED,
     &OUTBOX_FAILURES,
     &OUTBOX_PARKED,
     &OUTBOX_BACKLOG,
     &OUTBOX_PARKED_ROWS,
     &OUTBOX_OLDEST_AGE,
+    &MAIL_QUEUE,
+    &MAIL_OLDEST_QUEUED_AGE,
+    &QUOTAS_CACHE_USERS,
 ];
 
-/// The exposition text of every family.
+static HISTOGRAMS: [&Histogram; 3] = [
+    &RPC_DURATION,
+    &AUDIT_GROUP_COMMIT_EVENTS,
+    &AUDIT_GROUP_COMMIT_CALLS,
+];
+
+/// Figures a component keeps per instance, served with the statics.
+pub trait Collect: Send + Sync {
+    fn collect(&self, out: &mut String);
+}
+
+static COLLECTORS: Mutex<Vec<Weak<dyn Collect>>> = Mutex::new(Vec::new());
+
+/// Serves `collector`'s figures with every family until it is dropped.
+pub fn register(collector: &Arc<dyn Collect>) {
+    let mut all = COLLECTORS.lock().unwrap_or_else(|e| e.into_inner());
+    all.retain(|c| c.strong_count() > 0);
+    all.push(Arc::downgrade(collector));
+}
+
+/// The exposition text of every family and registered collector.
 pub fn render() -> String {
     let mut out = String::new();
     for family in FAMILIES {
         family.render(&mut out);
     }
-    RPC_DURATION.render(&mut out);
+    for histogram in HISTOGRAMS {
+        histogram.render(&mut out);
+    }
+    let live: Vec<Arc<dyn Collect>> = COLLECTORS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for collector in live {
+        collector.collect(&mut out);
+    }
     out
 }
 
@@ -248,6 +380,14 @@ mod tests {
         assert!(out.contains("t_seconds_bucket{m=\"a\",le=\"0.1\"} 1"));
         assert!(out.contains("t_seconds_bucket{m=\"a\",le=\"+Inf\"} 2"));
         assert!(out.contains("t_seconds_count{m=\"a\"} 2"));
+
+        static U: Histogram = Histogram::new("u_events", "Unlabelled.", &[1.0, 10.0]);
+        U.observe("", 5.0);
+        let mut out = String::new();
+        U.render(&mut out);
+        assert!(out.contains("u_events_bucket{le=\"1\"} 0\n"));
+        assert!(out.contains("u_events_bucket{le=\"10\"} 1\n"));
+        assert!(out.contains("u_events_count 1\n"));
     }
 
     #[test]

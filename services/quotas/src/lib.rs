@@ -134,6 +134,7 @@ impl Application {
             SCHEMA,
             tasks_stopped.clone(),
         ));
+        tasks.spawn(cache::warm::run(self.cache.clone(), tasks_stopped.clone()));
         tasks.spawn(steward_kit::idempotency::run_purger(
             d.pool.clone(),
             d.config.idempotency_retention,

@@ -147,10 +147,7 @@ impl Relay {
 
     /// Sets the backlog, parked and oldest-pending gauges of this relay.
     async fn export_backlog(&self) {
-        let state = self.pool.state();
-        let service = format!("service=\"{}\"", self.schema);
-        crate::metrics::POOL_CONNECTIONS.set(&service, f64::from(state.connections));
-        crate::metrics::POOL_IDLE.set(&service, f64::from(state.idle_connections));
+        crate::metrics::export_pool(&self.schema, &self.pool);
         let Ok(mut conn) = self.pool.get().await else {
             return;
         };

@@ -34,6 +34,10 @@ use crate::{
 use store::Claimed;
 use transport::{Mailer, Outgoing};
 
+/// How often the queue gauges are refreshed (at most; the loop also wakes
+/// for work).
+const QUEUE_EXPORT: Duration = Duration::from_secs(5);
+
 pub struct Dispatcher {
     commands: Commands,
     mailer: Arc<Mailer>,
@@ -65,6 +69,7 @@ impl Dispatcher {
         let this = Arc::new(self);
         let lease = this.config.delivery.sending_lease;
         let mut last_recovery: Option<Instant> = None;
+        let mut last_export: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -73,6 +78,10 @@ impl Dispatcher {
             if last_recovery.is_none_or(|t| t.elapsed() >= lease / 4) {
                 last_recovery = Some(Instant::now());
                 this.recover(lease).await;
+            }
+            if last_export.is_none_or(|t| t.elapsed() >= QUEUE_EXPORT) {
+                last_export = Some(Instant::now());
+                this.export_queue().await;
             }
             let free = slots.available_permits();
             let claimed = if free > 0 {
@@ -127,6 +136,26 @@ impl Dispatcher {
             Ok(n) => tracing::warn!(mails = n, "interrupted sends deferred for another attempt"),
             Err(error) => tracing::warn!(%error, "cannot recover interrupted sends"),
         }
+    }
+
+    /// The queue gauges (every status a mail waits in, 0 when none does).
+    async fn export_queue(&self) {
+        use steward_kit::metrics::{MAIL_OLDEST_QUEUED_AGE, MAIL_QUEUE};
+        let Ok(rows) = self
+            .commands
+            .read(async |conn| Ok(store::queue_depth(conn).await?))
+            .await
+        else {
+            return;
+        };
+        let mut oldest = 0f64;
+        for status in ["QUEUED", "SENDING", "DEFERRED"] {
+            let row = rows.iter().find(|(s, _, _)| s == status);
+            let labels = format!("status=\"{status}\"");
+            MAIL_QUEUE.set(&labels, row.map_or(0.0, |(_, n, _)| *n as f64));
+            oldest = oldest.max(row.map_or(0.0, |(_, _, age)| *age));
+        }
+        MAIL_OLDEST_QUEUED_AGE.set("", oldest);
     }
 
     /// The poll interval, or less when a deferred mail falls due sooner.

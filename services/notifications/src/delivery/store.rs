@@ -133,3 +133,28 @@ pub async fn next_due(conn: &mut AsyncPgConnection) -> QueryResult<Option<DateTi
     .await?;
     Ok(due.at)
 }
+
+/// Mail not yet at a final status: (status, count, age of the oldest in
+/// seconds), for the queue gauges.
+pub async fn queue_depth(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(String, i64, f64)>> {
+    #[derive(QueryableByName)]
+    struct Depth {
+        #[diesel(sql_type = Text)]
+        status: String,
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        oldest: f64,
+    }
+    let rows: Vec<Depth> = diesel::sql_query(
+        "SELECT status, count(*) AS n, \
+                COALESCE(EXTRACT(EPOCH FROM now() - min(create_time)), 0)::float8 AS oldest \
+         FROM mails WHERE status IN ('QUEUED', 'SENDING', 'DEFERRED') GROUP BY status",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|d| (d.status, d.n, d.oldest))
+        .collect())
+}

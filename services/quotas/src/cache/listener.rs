@@ -161,6 +161,7 @@ async fn heartbeat(
         return Err("replica row removed".into());
     }
     cache.alive_since(started).await?;
+    steward_kit::metrics::QUOTAS_CACHE_USERS.set("", cache.users_held() as f64);
     Ok(())
 }
 

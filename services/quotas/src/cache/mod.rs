@@ -18,6 +18,7 @@
 //! * a load that raced with an invalidation is not stored (`epoch`).
 
 pub mod listener;
+pub mod warm;
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -46,6 +47,9 @@ pub struct CacheConfig {
     pub enabled: bool,
     /// Users kept (group and overrides); beyond, a shard is emptied.
     pub capacity: usize,
+    /// Load every user (up to `capacity`) at start and after the users
+    /// were dropped, so the hot path rarely waits on the database.
+    pub warm: bool,
     /// How often a replica records that it is alive.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
@@ -66,6 +70,7 @@ impl Default for CacheConfig {
         Self {
             enabled: true,
             capacity: 2_000_000,
+            warm: true,
             heartbeat: Duration::from_millis(500),
             fence: Duration::from_secs(2),
             lease: Duration::from_secs(4),
@@ -221,6 +226,8 @@ pub struct Cache {
     started: Instant,
     /// Milliseconds since `started` until which the cache may be used.
     usable_until: AtomicU64,
+    /// Signalled when every user was dropped: the warm-up runs again.
+    rewarm: tokio::sync::Notify,
 }
 
 impl Cache {
@@ -235,11 +242,20 @@ impl Cache {
             epoch: AtomicU64::new(0),
             started: Instant::now(),
             usable_until: AtomicU64::new(0),
+            rewarm: tokio::sync::Notify::new(),
         })
     }
 
     pub fn config(&self) -> &CacheConfig {
         &self.config
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn shard_capacity(&self) -> usize {
+        (self.config.capacity / SHARDS).max(1)
     }
 
     fn millis(&self, at: Instant) -> u64 {
@@ -310,10 +326,37 @@ impl Cache {
         if self.epoch() != epoch {
             return;
         }
-        if shard.len() >= (self.config.capacity / SHARDS).max(1) {
+        if shard.len() >= self.shard_capacity() {
             shard.clear();
         }
         shard.insert(id, entry);
+    }
+
+    /// The warm-up's [`Cache::store_user`]: never evicts, and keeps an
+    /// entry already there. True when stored.
+    pub fn fill_user(&self, id: Uuid, entry: Arc<UserEntry>, epoch: u64) -> bool {
+        if !self.usable() {
+            return false;
+        }
+        let mut shard = self.shard(&id).write().expect("shard lock");
+        if self.epoch() != epoch || shard.len() >= self.shard_capacity() {
+            return false;
+        }
+        match shard.entry(id) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(entry);
+                true
+            }
+            std::collections::hash_map::Entry::Occupied(_) => false,
+        }
+    }
+
+    /// Users held now.
+    pub fn users_held(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().expect("shard lock").len())
+            .sum()
     }
 
     /// Applies what a change touched (own writes, and notifications).
@@ -333,6 +376,7 @@ impl Cache {
         for shard in &self.shards {
             shard.write().expect("shard lock").clear();
         }
+        self.rewarm.notify_one();
     }
 
     /// After a change committed: invalidates here, then waits until every

@@ -25,6 +25,26 @@ pub async fn get(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<Option
         .map(|r| r.map(|(group, erased)| Membership { group, erased }))
 }
 
+/// Up to `limit` memberships after `after`, in id order (the cache's
+/// warm-up walks them all).
+pub async fn page(
+    conn: &mut AsyncPgConnection,
+    after: Uuid,
+    limit: i64,
+) -> QueryResult<Vec<(Uuid, Membership)>> {
+    let rows: Vec<(Uuid, String, bool)> = m::memberships
+        .filter(m::user_id.gt(after))
+        .order(m::user_id)
+        .limit(limit)
+        .select((m::user_id, m::group_name, m::erased))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, group, erased)| (id, Membership { group, erased }))
+        .collect())
+}
+
 /// The memberships of `users` that exist, locked (in id order) for a
 /// read-modify-write of their overrides.
 pub async fn lock_many(

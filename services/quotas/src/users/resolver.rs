@@ -48,11 +48,18 @@ impl Resolver {
             return Ok(entry);
         }
         let epoch = self.cache.epoch();
-        self.ensure_known(&[id]).await?;
         let mut conn = self.pool.get().await?;
-        let membership = memberships::get(&mut conn, id)
-            .await?
-            .ok_or_else(|| error::user_not_found(id))?;
+        let membership = match memberships::get(&mut conn, id).await? {
+            Some(membership) => membership,
+            None => {
+                drop(conn);
+                self.ensure_known(&[id]).await?;
+                conn = self.pool.get().await?;
+                memberships::get(&mut conn, id)
+                    .await?
+                    .ok_or_else(|| error::user_not_found(id))?
+            }
+        };
         let rows = overrides::of_user(&mut conn, id).await?;
         let entry = Arc::new(UserEntry {
             group: membership.group,
