@@ -68,7 +68,7 @@ async fn calls_pools_and_outboxes_are_exported() {
         "steward_audit_group_commit_events_count",
         "steward_db_pool_connections{service=\"audit\"}",
         "steward_notifications_mail_queue{status=\"QUEUED\"}",
-        "steward_quotas_cache_users ",
+        "steward_quotas_cache_users{replica=",
     ];
     let mut text = String::new();
     for _ in 0..100 {
@@ -104,7 +104,8 @@ async fn calls_pools_and_outboxes_are_exported() {
     // created above once its membership event arrived).
     let held = text
         .lines()
-        .find_map(|l| l.strip_prefix("steward_quotas_cache_users "))
+        .find(|l| l.starts_with("steward_quotas_cache_users{"))
+        .and_then(|l| l.rsplit(' ').next())
         .expect("quota cache gauge");
     assert!(["0", "1"].contains(&held), "{held}");
     let _ = std::fs::remove_dir_all(mail_dir);

@@ -947,3 +947,117 @@ async fn the_erasure_delay_is_the_users_quota() {
     );
     app.stop().await;
 }
+
+/// A replica loads every user it knows before it is asked: its first check
+/// is answered from memory (a row written behind the service's back after
+/// the warm-up is not seen), and a change made through the API after the
+/// warm-up is (the warm-up never hides one).
+#[tokio::test]
+async fn a_starting_replica_warms_its_cache_with_every_user() {
+    use diesel::{QueryableByName, sql_types};
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = sql_types::BigInt)]
+        n: i64,
+    }
+    #[derive(QueryableByName)]
+    struct Replica {
+        #[diesel(sql_type = sql_types::Uuid)]
+        replica_id: uuid::Uuid,
+    }
+    let mut app = spawn().await;
+    let first = create_in(&app, "warm1@q.io", "beta").await;
+    create_in(&app, "warm2@q.io", "trial").await;
+    for _ in 0..200 {
+        let pending: Vec<steward_proto::quotas::MembershipEvent> =
+            steward_integration_tests::outbox_in(&app, steward_accounts::SCHEMA, "quotas").await;
+        if pending.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut conn = steward_kit::db::connect(&app.db.url, "quotas")
+        .await
+        .unwrap();
+    let members = diesel::sql_query("SELECT count(*) AS n FROM memberships")
+        .get_result::<N>(&mut conn)
+        .await
+        .unwrap()
+        .n;
+    assert!(members >= 2, "{members}");
+    let known: Vec<uuid::Uuid> = diesel::sql_query("SELECT replica_id FROM cache_replicas")
+        .load::<Replica>(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.replica_id)
+        .collect();
+
+    let other = app.start_quotas_replica().await;
+    let mut replica = None;
+    for _ in 0..100 {
+        let ids: Vec<Replica> = diesel::sql_query("SELECT replica_id FROM cache_replicas")
+            .load(&mut conn)
+            .await
+            .unwrap();
+        replica = ids
+            .into_iter()
+            .map(|r| r.replica_id)
+            .find(|id| !known.contains(id));
+        if replica.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gauge = format!(
+        "steward_quotas_cache_users{{replica=\"{}\"}} {members}\n",
+        replica.expect("the new replica registered")
+    );
+    let mut warmed = false;
+    for _ in 0..200 {
+        if steward_kit::metrics::render().contains(&gauge) {
+            warmed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(warmed, "{gauge} never exported");
+
+    conn.batch_execute(&format!(
+        "INSERT INTO overrides (user_id, key, value) VALUES ('{}', 'environment.maxcount', '999')",
+        first.id
+    ))
+    .await
+    .unwrap();
+    let token = Some(app.token("service:platform", &[Role::PlatformService]));
+    let mut check = quotas_client(&other, token);
+    let request = pb::CheckQuotasRequest {
+        user_id: first.id.clone(),
+        requests: vec![pb::QuotaRequest {
+            key: "environment.maxcount".into(),
+            amount: "1".into(),
+        }],
+    };
+    let answer = check
+        .check_quotas(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        answer.checks[0].effective_value,
+        v("10"),
+        "served from memory"
+    );
+
+    set_users(
+        &mut app.quotas(),
+        &[&first.id],
+        vec![setting("environment.maxcount", v("7"))],
+    )
+    .await
+    .unwrap();
+    let answer = check.check_quotas(request).await.unwrap().into_inner();
+    assert_eq!(answer.checks[0].effective_value, v("7"));
+    app.stop().await;
+}

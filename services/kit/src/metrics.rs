@@ -260,7 +260,7 @@ pub static MAIL_OLDEST_QUEUED_AGE: Family = Family::gauge(
 );
 pub static QUOTAS_CACHE_USERS: Family = Family::gauge(
     "steward_quotas_cache_users",
-    "Users whose group and overrides a quotas replica holds in memory.",
+    "Users whose group and overrides a quotas replica holds in memory, by replica id.",
 );
 
 /// Every family, in exposition order.

@@ -161,7 +161,10 @@ async fn heartbeat(
         return Err("replica row removed".into());
     }
     cache.alive_since(started).await?;
-    steward_kit::metrics::QUOTAS_CACHE_USERS.set("", cache.users_held() as f64);
+    steward_kit::metrics::QUOTAS_CACHE_USERS.set(
+        &format!("replica=\"{}\"", cache.replica),
+        cache.users_held() as f64,
+    );
     Ok(())
 }
 
