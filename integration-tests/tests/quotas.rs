@@ -625,6 +625,12 @@ async fn a_group_change_in_accounts_reaches_quotas_and_matches_the_preview() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(erased, "the erasure event reached quotas");
+    // ... and says so in the user's log, with what was removed.
+    let removal = quota_audit(&app, "quotas.user.overrides_erased").await;
+    assert_eq!(removal.len(), 1, "{removal:?}");
+    assert_eq!(removal[0].subject_user_id, user.id);
+    let removed = &removal[0].comments["removed"];
+    assert!(removed.contains("disk.limitation=7"), "{removed}");
     app.stop().await;
 }
 

@@ -1,10 +1,13 @@
 //! Applying accounts' membership events.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use steward_kit::{RequestContext, auth::Caller, outbox::AuditRecord};
+use steward_proto::audit::Category;
 use uuid::Uuid;
 
 use super::store;
 use crate::{
+    SOURCE,
     cache::{Touched, announce},
     error::Error,
     users::store as overrides,
@@ -50,7 +53,10 @@ pub async fn apply(conn: &mut AsyncPgConnection, events: &[Event]) -> Result<App
             let erased = event.kind == EventKind::UserErased;
             if store::apply(conn, event.user, &event.group, erased, event.id).await? {
                 if erased {
-                    overrides::delete_all(conn, event.user).await?;
+                    let removed = overrides::delete_all(conn, event.user).await?;
+                    if !removed.is_empty() {
+                        erasure_record(event, &removed).write(conn).await?;
+                    }
                 }
                 done.touched.users.insert(event.user);
             }
@@ -61,4 +67,29 @@ pub async fn apply(conn: &mut AsyncPgConnection, events: &[Event]) -> Result<App
         Ok(done)
     })
     .await
+}
+
+/// The user's log says which overrides went with their personal data (keys
+/// and values: no personal data), in the transaction that deleted them.
+fn erasure_record(event: &Event, removed: &[overrides::OverrideRow]) -> AuditRecord {
+    let values: Vec<String> = removed
+        .iter()
+        .map(|(key, value, unlimited)| {
+            if *unlimited {
+                format!("{key}=unlimited")
+            } else {
+                format!("{key}={value}")
+            }
+        })
+        .collect();
+    AuditRecord::new(
+        SOURCE,
+        "quotas.user.overrides_erased",
+        &Caller::system(),
+        &RequestContext::default(),
+        &event.user.to_string(),
+    )
+    .category(Category::System)
+    .comment("accounts_event_id", event.id.to_string())
+    .comment("removed", values.join(", "))
 }

@@ -70,8 +70,12 @@ pub async fn delete(conn: &mut AsyncPgConnection, user: Uuid, key: &str) -> Quer
 }
 
 /// Every override of a user (their personal data is erased).
-pub async fn delete_all(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<usize> {
-    diesel::delete(o::overrides.filter(o::user_id.eq(user)))
-        .execute(conn)
-        .await
+/// Deletes every override of `user`; returns what was deleted, by key.
+pub async fn delete_all(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<Vec<OverrideRow>> {
+    let mut rows: Vec<OverrideRow> = diesel::delete(o::overrides.filter(o::user_id.eq(user)))
+        .returning((o::key, o::value, o::unlimited))
+        .get_results(conn)
+        .await?;
+    rows.sort();
+    Ok(rows)
 }

@@ -1,0 +1,1 @@
+DELETE FROM action_types WHERE action = 'quotas.user.overrides_erased';
