@@ -458,7 +458,9 @@ async fn usage_is_priced_charged_bonus_first_once_and_summarised() {
         .refill(refill(&user, "b", "0.01", pb::BalanceType::Bonus))
         .await
         .unwrap();
-    let day = Utc::now().duration_trunc(Duration::days(1)).unwrap() - Duration::days(1);
+    // Two days back, so that the slot 25 hours later has ended at any time
+    // of day (one day back failed between 00:00 and 02:00 UTC).
+    let day = Utc::now().duration_trunc(Duration::days(1)).unwrap() - Duration::days(2);
     let records = vec![
         // 4 reserved cloudlets for an hour at 0.004 = 0.016 each.
         usage(

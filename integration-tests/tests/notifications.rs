@@ -626,3 +626,59 @@ async fn without_an_smtp_server_mail_is_written_as_eml_files() {
     app.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A group change naming a template notifications does not have is refused
+/// before it commits (it would otherwise commit and its mail park in the
+/// outbox): INVALID_ARGUMENT on `mail_template_id`, the group unchanged,
+/// no mail request queued.
+#[tokio::test]
+async fn a_group_change_with_an_unknown_template_is_refused_and_changes_nothing() {
+    let dir = temp_dir("steward-mail");
+    let app = spawn(steward::config::NotificationsConfig {
+        mail_dir: Some(dir.clone()),
+        ..Default::default()
+    })
+    .await;
+    let user = app.create_user("unknown-template@example.com").await;
+    let err = app
+        .admin()
+        .batch_change_group(apb::BatchChangeGroupRequest {
+            request_id: "grp-unknown-template".into(),
+            user_ids: vec![user.id.clone()],
+            group: "billing".into(),
+            notify: true,
+            mail_template_id: "group.no.such.template".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(violated_fields(&err), ["mail_template_id"]);
+    let now = app
+        .admin()
+        .get_user(apb::GetUserRequest {
+            user_id: user.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("get user")
+        .into_inner()
+        .user
+        .expect("user");
+    assert_eq!(now.group, user.group, "the group is unchanged");
+    let queued: Vec<pb::Notification> =
+        outbox_in(&app, steward_accounts::SCHEMA, "notifications").await;
+    assert!(queued.is_empty(), "{queued:?}");
+    // A template that exists goes through.
+    app.admin()
+        .batch_change_group(apb::BatchChangeGroupRequest {
+            request_id: "grp-known-template".into(),
+            user_ids: vec![user.id.clone()],
+            group: "billing".into(),
+            notify: true,
+            mail_template_id: "group.changed".into(),
+        })
+        .await
+        .expect("change group");
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

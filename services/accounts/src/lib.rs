@@ -12,7 +12,7 @@ pub mod error;
 pub mod groups;
 pub mod grpc;
 pub mod identity;
-mod notify;
+pub(crate) mod notify;
 pub mod quotas;
 pub mod schema;
 pub mod settings;
@@ -212,6 +212,10 @@ impl Application {
             self.deps.retired_keys.clone(),
             self.deps.page_tokens.clone(),
             revocations,
+            notify::Templates::new(
+                self.deps.outbox.notifications_endpoint.as_deref(),
+                self.deps.signer.clone(),
+            ),
         );
         let mut stop = shutdown.clone();
         let served = server::serve(

@@ -1,12 +1,26 @@
 //! Notifications accounts sends through its outbox (they commit with the
-//! change that causes them).
+//! change that causes them), and the one thing it asks the notifications
+//! service directly: whether a mail template an administrator picked
+//! exists, before the change that mails with it commits (else
+//! notifications' ingest would refuse the request after the commit and the
+//! mail would wait, parked, in the outbox).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
-use steward_kit::outbox;
-use steward_proto::notifications::Notification;
+use steward_kit::{
+    Error, Kind,
+    auth::{Claims, Role, TokenSigner},
+    outbox,
+};
+use steward_proto::notifications::{
+    GetTemplateRequest, Notification, notifications_service_client::NotificationsServiceClient,
+};
+use tonic::{
+    Code,
+    transport::{Channel, Endpoint},
+};
 use uuid::Uuid;
 
 use crate::{SOURCE, domain::User};
@@ -34,4 +48,68 @@ pub async fn send(
         source: SOURCE.to_owned(),
     };
     outbox::enqueue(conn, outbox::NOTIFICATIONS, id, &message).await
+}
+
+/// A client of notifications' templates.
+#[derive(Clone)]
+pub struct Templates {
+    client: Option<NotificationsServiceClient<Channel>>,
+    signer: TokenSigner,
+}
+
+impl Templates {
+    /// `endpoint`: notifications (`outbox.notifications_endpoint`); none:
+    /// nothing to check (mail requests wait in the outbox for a relay).
+    pub fn new(endpoint: Option<&str>, signer: TokenSigner) -> Self {
+        let client = endpoint.and_then(|e| {
+            Endpoint::from_shared(e.to_owned())
+                .map(|e| {
+                    NotificationsServiceClient::new(
+                        e.connect_timeout(Duration::from_secs(2))
+                            .timeout(Duration::from_secs(5))
+                            .connect_lazy(),
+                    )
+                })
+                .ok()
+        });
+        Self { client, signer }
+    }
+
+    /// `field` names a template notifications has. NOT_FOUND becomes a field
+    /// violation; notifications being unreachable refuses the change as
+    /// UNAVAILABLE (retry), since its mail could not be checked.
+    pub async fn check(&self, field: &str, template_id: &str) -> Result<(), Error> {
+        let Some(mut client) = self.client.clone() else {
+            return Ok(());
+        };
+        let token = self.signer.sign(&Claims::new(
+            "service:accounts",
+            &[Role::PlatformService],
+            Duration::from_secs(60),
+        ));
+        let mut request = tonic::Request::new(GetTemplateRequest {
+            template_id: template_id.to_owned(),
+            version: 0,
+        });
+        if let Ok(value) = format!("Bearer {token}").parse() {
+            request.metadata_mut().insert("authorization", value);
+        }
+        match client.get_template(request).await {
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == Code::NotFound => {
+                Err(Error::invalid(field, "no such mail template"))
+            }
+            Err(status) if status.code() == Code::InvalidArgument => {
+                Err(Error::invalid(field, status.message()))
+            }
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "cannot check a mail template");
+                Err(Error::refused(
+                    Kind::Unavailable,
+                    "NOTIFICATIONS_UNAVAILABLE",
+                    "the notifications service cannot confirm the mail template now; retry later",
+                ))
+            }
+        }
+    }
 }

@@ -32,6 +32,7 @@ pub fn routes(
     retired_keys: KeySet,
     tokens: PageTokens,
     revocations: crate::identity::revocations::hub::Hub,
+    templates: crate::notify::Templates,
 ) -> tonic::service::Routes {
     let auth = auth::AuthApi::new(
         commands.clone(),
@@ -41,7 +42,7 @@ pub fn routes(
         revocations,
     );
     tonic::service::Routes::new(AccountsServiceServer::new(AccountsApi::new(
-        commands, tokens,
+        commands, tokens, templates,
     )))
     .add_service(AuthServiceServer::new(auth))
 }
@@ -50,11 +51,20 @@ pub fn routes(
 pub struct AccountsApi {
     commands: Commands,
     tokens: PageTokens,
+    templates: crate::notify::Templates,
 }
 
 impl AccountsApi {
-    pub fn new(commands: Commands, tokens: PageTokens) -> Self {
-        Self { commands, tokens }
+    pub fn new(
+        commands: Commands,
+        tokens: PageTokens,
+        templates: crate::notify::Templates,
+    ) -> Self {
+        Self {
+            commands,
+            tokens,
+            templates,
+        }
     }
 }
 
@@ -211,7 +221,14 @@ impl pb::accounts_service_server::AccountsService for AccountsApi {
     ) -> Result<Response<pb::BatchChangeGroupResponse>, Status> {
         let c = change(&self.commands, request, "user.group.changed")?
             .idempotent("BatchChangeGroup", |r| &r.request_id);
-        let input = req::group_change(&c.request);
+        let mut input = req::group_change(&c.request);
+        // The template is checked before the change commits (see notify.rs).
+        if let Ok(change) = &input
+            && let Some(template) = &change.notify
+            && let Err(refused) = self.templates.check("mail_template_id", template).await
+        {
+            input = Err(refused);
+        }
         c.run(input, async |tx, input| {
             let results = results(batch::change_group(tx, input).await?);
             Ok(pb::BatchChangeGroupResponse { results })
