@@ -141,6 +141,72 @@ async fn copy_rate(app: &TestApp, total: usize) -> f64 {
     rate
 }
 
+/// The unary baseline: `clients` connections, each inserting one row per
+/// transaction (the same columns as the COPY), `total` rows in all.
+async fn insert_per_transaction_rate(app: &TestApp, total: usize, clients: usize) -> f64 {
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        let (client, connection) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+            .batch_execute("SET search_path TO audit, public")
+            .await
+            .unwrap();
+        conns.push(client);
+    }
+    let now = Utc::now();
+    let hash = vec![0xabu8; 32];
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, client) in conns.into_iter().enumerate() {
+        let hash = hash.clone();
+        tasks.push(tokio::spawn(async move {
+            let insert = client
+                .prepare(
+                    "INSERT INTO events (seq, event_id, occurred_at, product, action, category, \
+                     actor_user_id, subject_user_id, comments, client_ip, user_agent, result, \
+                     request_id, source, pii_digest, prev_hash, hash) \
+                     VALUES ($1, $2::text::uuid, $3, 'common', 'user.signed_in', 1, $4, $4, \
+                     '{\"method\": \"password\"}', '203.0.113.7', \
+                     'Mozilla/5.0 (X11; Linux x86_64) bench', 1, $5, 'bench', $6, $6, $6)",
+                )
+                .await
+                .expect("prepare");
+            for i in (c..total).step_by(clients) {
+                let at: std::time::SystemTime = (now - Duration::milliseconds(i as i64)).into();
+                let user = format!("user-{}", i % 5000);
+                client
+                    .execute(
+                        &insert,
+                        &[
+                            &(1_500_000_000i64 + i as i64),
+                            &uuid::Uuid::now_v7().to_string(),
+                            &at,
+                            &user,
+                            &format!("req-{i}"),
+                            &hash,
+                        ],
+                    )
+                    .await
+                    .expect("insert");
+            }
+            client
+        }));
+    }
+    let mut last = None;
+    for t in tasks {
+        last = Some(t.await.expect("client"));
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    last.expect("a client")
+        .batch_execute("DELETE FROM events WHERE seq >= 1500000000 AND seq < 2000000000")
+        .await
+        .unwrap();
+    rate
+}
+
 async fn timed<F, Fut>(n: usize, mut call: F) -> (std::time::Duration, std::time::Duration)
 where
     F: FnMut(usize) -> Fut,
@@ -175,10 +241,13 @@ async fn main() {
     println!("unary     1/call, 32 clients  : {unary:>10.0} events/s");
     let copy = copy_rate(&app, 100_000).await;
     println!("raw COPY  same rows, same table: {copy:>10.0} rows/s");
+    let single = insert_per_transaction_rate(&app, 10_000, 32).await;
+    println!("one INSERT per transaction, 32 clients: {single:>10.0} rows/s");
     println!(
-        "ratio batched/COPY {:.2}, unary/COPY {:.3}",
+        "ratio batched/COPY {:.2}, unary/COPY {:.3}, unary/one-INSERT-per-transaction {:.2}",
         batched / copy,
-        unary / copy
+        unary / copy,
+        unary / single
     );
 
     println!("\n== seeding {seeded} events over 90 days (SQL), rollup, ANALYZE");

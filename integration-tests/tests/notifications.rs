@@ -657,7 +657,6 @@ async fn a_group_change_with_an_unknown_template_is_refused_and_changes_nothing(
         .admin()
         .get_user(apb::GetUserRequest {
             user_id: user.id.clone(),
-            ..Default::default()
         })
         .await
         .expect("get user")

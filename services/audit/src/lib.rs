@@ -20,7 +20,7 @@ pub mod state;
 pub mod store;
 pub mod writer;
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use serde::{Deserialize, Serialize};
@@ -145,11 +145,13 @@ impl Application {
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), tonic::transport::Error> {
         let known = writer::KnownPartitions::default();
+        let committed = Arc::new(tokio::sync::Notify::new());
         let (writer, writer_task) = writer::Writer::start(
             self.deps.pool.clone(),
             known.clone(),
             self.signer.clone(),
             self.deps.config.max_group_events,
+            committed.clone(),
         );
         let shared = state::State::new(
             self.deps.pool.clone(),
@@ -164,6 +166,11 @@ impl Application {
         let checkpoints = tokio::spawn(chain::checkpoint::run(
             shared.clone(),
             self.deps.config.checkpoint_interval,
+            tasks_stopped.clone(),
+        ));
+        let rollup = tokio::spawn(store::rollup::run(
+            self.deps.pool.clone(),
+            committed,
             tasks_stopped.clone(),
         ));
         let pool_metrics = tokio::spawn(steward_kit::metrics::export_pool_until(
@@ -203,6 +210,7 @@ impl Application {
         let _ = housekeeping.await;
         let _ = checkpoints.await;
         let _ = pool_metrics.await;
+        let _ = rollup.await;
         served
     }
 }

@@ -17,7 +17,7 @@ use crate::{
         seal::{ChainSigner, erasure_message},
     },
     error::{Error, unavailable},
-    store::{events, partitions, rollup},
+    store::{events, partitions},
 };
 
 /// The action whose SUCCESS from accounts means "erase this subject's data".
@@ -130,8 +130,7 @@ pub async fn append(
         }
     }
     events::insert(conn, &rows).await?;
-    let added: Vec<&Event> = rows.iter().map(|(e, _)| e).collect();
-    rollup::add(conn, &added).await?;
+    // The activity rollup follows after the commit (store/rollup.rs).
     events::set_head(conn, signer, seq, &prev).await?;
     // Accounts erased a user's personal data: erase it here too, in the
     // same transaction as the event that says so. Only accounts may say so.
@@ -161,14 +160,16 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer task; it ends when every `Writer` is dropped.
+    /// `committed` is told after each commit (the activity rollup follows).
     pub fn start(
         pool: Pool,
         known: KnownPartitions,
         signer: ChainSigner,
         max_events: usize,
+        committed: Arc<tokio::sync::Notify>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (jobs, queue) = mpsc::channel(1024);
-        let task = tokio::spawn(run(pool, known, signer, queue, max_events));
+        let task = tokio::spawn(run(pool, known, signer, queue, max_events, committed));
         (Self { jobs }, task)
     }
 
@@ -192,6 +193,7 @@ async fn run(
     signer: ChainSigner,
     mut queue: mpsc::Receiver<Job>,
     max_events: usize,
+    committed: Arc<tokio::sync::Notify>,
 ) {
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
@@ -208,6 +210,7 @@ async fn run(
         let all: Vec<Event> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
         let outcome = write(&pool, &known, &signer, &all).await;
         if outcome.is_ok() {
+            committed.notify_one();
             steward_kit::metrics::AUDIT_GROUP_COMMIT_EVENTS.observe("", all.len() as f64);
             steward_kit::metrics::AUDIT_GROUP_COMMIT_CALLS.observe("", jobs.len() as f64);
         }

@@ -119,6 +119,10 @@ pub async fn activity(
     state
         .commands
         .read(async |conn| {
+            // Every event acknowledged before this call is counted.
+            if rollup::behind(conn).await? {
+                rollup::catch_up(conn).await?;
+            }
             Ok(rollup::activity(
                 conn,
                 q.start,

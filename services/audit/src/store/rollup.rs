@@ -1,6 +1,8 @@
-//! The daily activity rollup: actions per subject user per UTC day.
-
-use std::collections::HashMap;
+//! The daily activity rollup: actions per subject user per UTC day, and the
+//! ranked 30-day window. Counted from the chain after ingest commits
+//! ([`run`], [`catch_up`]), not in the ingest transaction: the upserts cost
+//! more than the insert of the events themselves. Readers catch up first,
+//! so a history includes every event acknowledged before it was asked.
 
 use chrono::{NaiveDate, Utc};
 use diesel::{
@@ -10,55 +12,119 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::event::Event;
+/// Chain sequences counted per catch-up transaction at most.
+const CATCH_UP_BATCH: i64 = 50_000;
 
-/// Adds `events` to the rollup and to the ranked window (rolled to today
-/// first); call in the ingest transaction.
-pub async fn add(conn: &mut AsyncPgConnection, events: &[&Event]) -> diesel::QueryResult<()> {
-    let mut counts: HashMap<(&str, NaiveDate, &str), i64> = HashMap::new();
-    for e in events.iter().filter(|e| !e.subject_user_id.is_empty()) {
-        *counts
-            .entry((&e.subject_user_id, e.occurred_at.date_naive(), &e.action))
-            .or_default() += 1;
+/// Counts the events the chain holds beyond what the rollup has counted
+/// (up to the head, so rows outside the chain are never counted), into the
+/// daily rollup and the ranked window (rolled to today first), and moves
+/// the progress mark, in one transaction per batch. The progress row's lock
+/// serialises every caller (the worker of each replica, and readers
+/// catching up). Returns how many sequences were counted.
+///
+/// Ingest commits in sequence order (the chain head lock is held until
+/// commit), so whatever is visible up to the head is the whole prefix.
+pub async fn catch_up(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
+    use diesel_async::AsyncConnection;
+    let mut counted = 0;
+    loop {
+        let step = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| step(conn).await)
+            .await?;
+        counted += step;
+        if step < CATCH_UP_BATCH {
+            return Ok(counted);
+        }
     }
-    if counts.is_empty() {
-        return Ok(());
+}
+
+/// Whether the chain holds events the rollup has not counted yet.
+pub async fn behind(conn: &mut AsyncPgConnection) -> diesel::QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Behind {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        behind: bool,
     }
+    let b: Behind = diesel::sql_query(
+        "SELECT (SELECT seq FROM chain_head) > (SELECT seq FROM rollup_progress) AS behind",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(b.behind)
+}
+
+async fn step(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Range {
+        #[diesel(sql_type = Int8)]
+        done: i64,
+        #[diesel(sql_type = Int8)]
+        head: i64,
+    }
+    let r: Range = diesel::sql_query(
+        "SELECT p.seq AS done, (SELECT seq FROM chain_head) AS head \
+         FROM rollup_progress p FOR UPDATE",
+    )
+    .get_result(conn)
+    .await?;
+    if r.head <= r.done {
+        return Ok(0);
+    }
+    let upto = r.head.min(r.done + CATCH_UP_BATCH);
     // The window first (from the counts before this batch), then the batch
     // into both.
     roll_window(conn, Utc::now().date_naive()).await?;
-    let (mut users, mut days, mut actions, mut n) = (vec![], vec![], vec![], vec![]);
-    for ((user, day, action), count) in counts {
-        users.push(user.to_owned());
-        days.push(day);
-        actions.push(action.to_owned());
-        n.push(count);
-    }
     diesel::sql_query(
-        "INSERT INTO activity_daily (subject_user_id, day, action, count)
-         SELECT * FROM UNNEST($1::text[], $2::date[], $3::text[], $4::int8[])
-         ON CONFLICT (day, subject_user_id, action)
-         DO UPDATE SET count = activity_daily.count + EXCLUDED.count",
-    )
-    .bind::<Array<Text>, _>(&users)
-    .bind::<Array<Date>, _>(&days)
-    .bind::<Array<Text>, _>(actions)
-    .bind::<Array<Int8>, _>(&n)
-    .execute(conn)
-    .await?;
-    diesel::sql_query(
-        "INSERT INTO activity_window (subject_user_id, count)
-         SELECT x.u, sum(x.n) FROM UNNEST($1::text[], $2::date[], $3::int8[]) AS x(u, d, n)
-         JOIN activity_window_span s ON x.d BETWEEN s.first_day AND s.last_day
-         GROUP BY x.u
+        "WITH batch AS (
+           SELECT subject_user_id AS u, (occurred_at AT TIME ZONE 'UTC')::date AS d, action AS a,
+                  count(*) AS n
+           FROM events WHERE seq > $1 AND seq <= $2 AND subject_user_id <> ''
+           GROUP BY 1, 2, 3
+         ), daily AS (
+           INSERT INTO activity_daily (subject_user_id, day, action, count)
+           SELECT u, d, a, n FROM batch
+           ON CONFLICT (day, subject_user_id, action)
+           DO UPDATE SET count = activity_daily.count + EXCLUDED.count
+         )
+         INSERT INTO activity_window (subject_user_id, count)
+         SELECT b.u, sum(b.n) FROM batch b
+         JOIN activity_window_span s ON b.d BETWEEN s.first_day AND s.last_day
+         GROUP BY b.u
          ON CONFLICT (subject_user_id) DO UPDATE SET count = activity_window.count + EXCLUDED.count",
     )
-    .bind::<Array<Text>, _>(users)
-    .bind::<Array<Date>, _>(days)
-    .bind::<Array<Int8>, _>(n)
+    .bind::<Int8, _>(r.done)
+    .bind::<Int8, _>(upto)
     .execute(conn)
-    .await
-    .map(|_| ())
+    .await?;
+    diesel::sql_query("UPDATE rollup_progress SET seq = $1")
+        .bind::<Int8, _>(upto)
+        .execute(conn)
+        .await?;
+    Ok(upto - r.done)
+}
+
+/// The rollup worker: catches up whenever ingest committed (`wake`) and at
+/// least every second (other replicas' ingest, audit's own events).
+pub async fn run(
+    pool: steward_kit::db::Pool,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match pool.get().await {
+            Ok(mut conn) => {
+                if let Err(error) = catch_up(&mut conn).await {
+                    tracing::warn!(%error, "activity rollup cannot catch up; retrying");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "activity rollup has no database connection"),
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// Days in the ranked window before its last day: start_date = end_date -
@@ -67,7 +133,7 @@ pub const WINDOW_DAYS: i64 = 30;
 
 /// Makes the ranked window end on `today`: one day later is a shift (the
 /// oldest day out, the next in), anything else a rebuild from the rollup.
-/// Call with the chain head lock held (every rollup writer holds it).
+/// Call with the progress row locked (every rollup writer holds it).
 pub async fn roll_window(
     conn: &mut AsyncPgConnection,
     today: NaiveDate,
