@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use steward_kit::{
     RequestContext,
     auth::{
-        Claims, KeySet, Revocations, Role, TokenSigner, TokenVerifier, revocations::Feed,
-        token::TokenError,
+        Claims, KeySet, Revocations, ServiceCredentials, TokenSigner, TokenVerifier,
+        revocations::Feed, token::TokenError,
     },
     context::keys,
 };
@@ -340,17 +340,11 @@ impl Identity {
         if let Some(active) = fresh(&self.sessions, session_id) {
             return Ok(active);
         }
-        let token = signer.sign(&Claims::new(
-            "service:gateway",
-            &[Role::PlatformService],
-            Duration::from_secs(60),
-        ));
-        let mut request = tonic::Request::new(CheckImpersonationSessionRequest {
-            session_id: session_id.to_owned(),
-        });
-        if let Ok(value) = format!("Bearer {token}").parse() {
-            request.metadata_mut().insert("authorization", value);
-        }
+        let request = ServiceCredentials::new(signer.clone(), "service:gateway").authorize(
+            CheckImpersonationSessionRequest {
+                session_id: session_id.to_owned(),
+            },
+        );
         let active = self
             .accounts
             .clone()

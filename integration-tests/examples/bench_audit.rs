@@ -101,8 +101,8 @@ async fn ingest_rate(app: &TestApp, total: usize, per_call: usize, clients: usiz
     total as f64 / started.elapsed().as_secs_f64()
 }
 
-/// COPY of `total` rows shaped like the ingested ones, into the same table.
-async fn copy_rate(app: &TestApp, total: usize) -> f64 {
+/// A plain tokio-postgres connection in audit's schema (diesel cannot COPY).
+async fn audit_connection(app: &TestApp) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
         .await
         .expect("connect");
@@ -111,6 +111,12 @@ async fn copy_rate(app: &TestApp, total: usize) -> f64 {
         .batch_execute("SET search_path TO audit, public")
         .await
         .unwrap();
+    client
+}
+
+/// COPY of `total` rows shaped like the ingested ones, into the same table.
+async fn copy_rate(app: &TestApp, total: usize) -> f64 {
+    let client = audit_connection(app).await;
     let now = Utc::now();
     let mut text = String::with_capacity(total * 400);
     for i in 0..total {
@@ -146,15 +152,7 @@ async fn copy_rate(app: &TestApp, total: usize) -> f64 {
 async fn insert_per_transaction_rate(app: &TestApp, total: usize, clients: usize) -> f64 {
     let mut conns = Vec::new();
     for _ in 0..clients {
-        let (client, connection) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
-        client
-            .batch_execute("SET search_path TO audit, public")
-            .await
-            .unwrap();
-        conns.push(client);
+        conns.push(audit_connection(app).await);
     }
     let now = Utc::now();
     let hash = vec![0xabu8; 32];

@@ -79,6 +79,19 @@ async fn set_users(
         .map(|r| r.into_inner())
 }
 
+/// Waits until accounts' outbox has delivered every membership event to
+/// quotas (each invalidates its user in the caches when it arrives).
+async fn memberships_delivered(app: &TestApp) {
+    for _ in 0..200 {
+        let pending: Vec<steward_proto::quotas::MembershipEvent> =
+            steward_integration_tests::outbox_in(app, steward_accounts::SCHEMA, "quotas").await;
+        if pending.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn create_in(app: &TestApp, email: &str, group: &str) -> apb::User {
     app.admin()
         .create_user(apb::CreateUserRequest {
@@ -655,14 +668,7 @@ async fn no_replica_answers_stale_after_an_acknowledged_change() {
     let value = |r: pb::CheckQuotasResponse| r.checks[0].effective_value.clone();
     // Accounts' membership event for the new user invalidates it in the
     // caches when it arrives: let it arrive first.
-    for _ in 0..200 {
-        let pending: Vec<steward_proto::quotas::MembershipEvent> =
-            steward_integration_tests::outbox_in(&app, steward_accounts::SCHEMA, "quotas").await;
-        if pending.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    memberships_delivered(&app).await;
     // Both replicas have the user cached.
     for c in [&mut check_a, &mut check_b] {
         for _ in 0..3 {
@@ -975,14 +981,7 @@ async fn a_starting_replica_warms_its_cache_with_every_user() {
     let mut app = spawn().await;
     let first = create_in(&app, "warm1@q.io", "beta").await;
     create_in(&app, "warm2@q.io", "trial").await;
-    for _ in 0..200 {
-        let pending: Vec<steward_proto::quotas::MembershipEvent> =
-            steward_integration_tests::outbox_in(&app, steward_accounts::SCHEMA, "quotas").await;
-        if pending.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    memberships_delivered(&app).await;
     let mut conn = steward_kit::db::connect(&app.db.url, "quotas")
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use steward_kit::auth::{Claims, Role, TokenSigner};
+use steward_kit::auth::{ServiceCredentials, TokenSigner};
 use steward_proto::audit::{
     AuditEvent, IngestEventsRequest, audit_ingest_service_client::AuditIngestServiceClient,
 };
@@ -408,18 +408,11 @@ struct Link<'a> {
 
 impl Link<'_> {
     async fn send(&self, events: &[AuditEvent]) -> Result<(), tonic::Status> {
-        let token = self.signer.sign(&Claims::new(
-            "service:gateway",
-            &[Role::PlatformService],
-            Duration::from_secs(300),
-        ));
-        let mut request = tonic::Request::new(IngestEventsRequest {
-            events: events.to_vec(),
-        });
+        let mut request = ServiceCredentials::new(self.signer.clone(), "service:gateway")
+            .authorize(IngestEventsRequest {
+                events: events.to_vec(),
+            });
         request.set_timeout(CALL_TIMEOUT);
-        if let Ok(value) = format!("Bearer {token}").parse() {
-            request.metadata_mut().insert("authorization", value);
-        }
         self.client.clone().ingest_events(request).await.map(|_| ())
     }
 }

@@ -11,16 +11,13 @@ use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 use steward_kit::{
     Error, Kind,
-    auth::{Claims, Role, TokenSigner},
+    auth::{ServiceCredentials, TokenSigner, service},
     outbox,
 };
 use steward_proto::notifications::{
     GetTemplateRequest, Notification, notifications_service_client::NotificationsServiceClient,
 };
-use tonic::{
-    Code,
-    transport::{Channel, Endpoint},
-};
+use tonic::{Code, transport::Channel};
 use uuid::Uuid;
 
 use crate::{SOURCE, domain::User};
@@ -54,25 +51,20 @@ pub async fn send(
 #[derive(Clone)]
 pub struct Templates {
     client: Option<NotificationsServiceClient<Channel>>,
-    signer: TokenSigner,
+    credentials: ServiceCredentials,
 }
 
 impl Templates {
     /// `endpoint`: notifications (`outbox.notifications_endpoint`); none:
     /// nothing to check (mail requests wait in the outbox for a relay).
     pub fn new(endpoint: Option<&str>, signer: TokenSigner) -> Self {
-        let client = endpoint.and_then(|e| {
-            Endpoint::from_shared(e.to_owned())
-                .map(|e| {
-                    NotificationsServiceClient::new(
-                        e.connect_timeout(Duration::from_secs(2))
-                            .timeout(Duration::from_secs(5))
-                            .connect_lazy(),
-                    )
-                })
-                .ok()
-        });
-        Self { client, signer }
+        let client = endpoint
+            .and_then(|e| service::channel(e, Duration::from_secs(5)).ok())
+            .map(NotificationsServiceClient::new);
+        Self {
+            client,
+            credentials: ServiceCredentials::new(signer, "service:accounts"),
+        }
     }
 
     /// `field` names a template notifications has. NOT_FOUND becomes a field
@@ -82,18 +74,10 @@ impl Templates {
         let Some(mut client) = self.client.clone() else {
             return Ok(());
         };
-        let token = self.signer.sign(&Claims::new(
-            "service:accounts",
-            &[Role::PlatformService],
-            Duration::from_secs(60),
-        ));
-        let mut request = tonic::Request::new(GetTemplateRequest {
+        let request = self.credentials.authorize(GetTemplateRequest {
             template_id: template_id.to_owned(),
             version: 0,
         });
-        if let Ok(value) = format!("Bearer {token}").parse() {
-            request.metadata_mut().insert("authorization", value);
-        }
         match client.get_template(request).await {
             Ok(_) => Ok(()),
             Err(status) if status.code() == Code::NotFound => {

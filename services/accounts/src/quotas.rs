@@ -14,14 +14,14 @@ use std::{collections::HashMap, time::Duration};
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 use steward_kit::{
-    auth::{Claims, Role, TokenSigner},
+    auth::{ServiceCredentials, TokenSigner, service},
     outbox,
 };
 use steward_proto::quotas::{
     BatchGetEffectiveQuotasRequest, MembershipEvent, MembershipEventType, quota_value,
     quotas_service_client::QuotasServiceClient,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use uuid::Uuid;
 
 pub use steward_proto::quotas::MembershipEventType as MembershipKind;
@@ -56,25 +56,20 @@ pub async fn membership(
 #[derive(Clone)]
 pub struct Delays {
     client: Option<QuotasServiceClient<Channel>>,
-    signer: TokenSigner,
+    credentials: ServiceCredentials,
 }
 
 impl Delays {
     /// `endpoint`: quotas (`outbox.quotas_endpoint`); none: every lookup
     /// falls back.
     pub fn new(endpoint: Option<&str>, signer: TokenSigner) -> Self {
-        let client = endpoint.and_then(|e| {
-            Endpoint::from_shared(e.to_owned())
-                .map(|e| {
-                    QuotasServiceClient::new(
-                        e.connect_timeout(Duration::from_secs(2))
-                            .timeout(Duration::from_secs(5))
-                            .connect_lazy(),
-                    )
-                })
-                .ok()
-        });
-        Self { client, signer }
+        let client = endpoint
+            .and_then(|e| service::channel(e, Duration::from_secs(5)).ok())
+            .map(QuotasServiceClient::new);
+        Self {
+            client,
+            credentials: ServiceCredentials::new(signer, "service:accounts"),
+        }
     }
 
     /// Each user's delay in days, or why quotas could not say.
@@ -85,18 +80,10 @@ impl Delays {
         if users.is_empty() {
             return Ok(HashMap::new());
         }
-        let token = self.signer.sign(&Claims::new(
-            "service:accounts",
-            &[Role::PlatformService],
-            Duration::from_secs(60),
-        ));
-        let mut request = tonic::Request::new(BatchGetEffectiveQuotasRequest {
+        let request = self.credentials.authorize(BatchGetEffectiveQuotasRequest {
             user_ids: users.iter().map(Uuid::to_string).collect(),
             keys: vec![ERASURE_DELAY_KEY.to_owned()],
         });
-        if let Ok(value) = format!("Bearer {token}").parse() {
-            request.metadata_mut().insert("authorization", value);
-        }
         let response = client
             .batch_get_effective_quotas(request)
             .await

@@ -9,16 +9,20 @@
 //!   floods summarised.
 //! * [`revocations`]: the revocation list accounts streams, checked after
 //!   the signature.
+//! * [`service`]: how one service calls another (its own PLATFORM_SERVICE
+//!   token, a lazily connected channel).
 
 pub mod caller;
 pub mod layer;
 pub mod policy;
 pub mod refusals;
 pub mod revocations;
+pub mod service;
 pub mod token;
 
 pub use caller::{Caller, Grant};
 pub use layer::AuthLayer;
 pub use policy::{MethodPolicy, PolicyTable};
 pub use revocations::Revocations;
+pub use service::ServiceCredentials;
 pub use token::{Actor, Claims, KeySet, Role, TokenSigner, TokenVerifier};

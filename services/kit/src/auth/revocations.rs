@@ -38,7 +38,7 @@ use steward_proto::accounts::{
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
-use super::token::{Claims, Role, TokenError, TokenSigner};
+use super::token::{Claims, TokenError, TokenSigner};
 
 /// What an entry revokes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -218,8 +218,7 @@ impl Revocations {
 /// current (see the module documentation for what happens when it breaks).
 pub struct Feed {
     client: AuthServiceClient<Channel>,
-    signer: TokenSigner,
-    subject: String,
+    credentials: super::ServiceCredentials,
 }
 
 /// Resolves when `stopped` turns true (or its sender is gone).
@@ -248,22 +247,8 @@ impl Feed {
     pub fn new(accounts: Channel, signer: TokenSigner, subject: impl Into<String>) -> Self {
         Self {
             client: AuthServiceClient::new(accounts),
-            signer,
-            subject: subject.into(),
+            credentials: super::ServiceCredentials::new(signer, subject),
         }
-    }
-
-    fn request(&self) -> tonic::Request<WatchRevocationsRequest> {
-        let token = self.signer.sign(&Claims::new(
-            self.subject.clone(),
-            &[Role::PlatformService],
-            Duration::from_secs(300),
-        ));
-        let mut request = tonic::Request::new(WatchRevocationsRequest {});
-        if let Ok(value) = format!("Bearer {token}").parse() {
-            request.metadata_mut().insert("authorization", value);
-        }
-        request
     }
 
     /// Follows the stream until `stopped` turns true, subscribing again
@@ -284,7 +269,7 @@ impl Feed {
                 .saturating_mul(1 << (failures - 1).min(6))
                 .min(MAX_BACKOFF);
             tracing::warn!(
-                subscriber = self.subject,
+                subscriber = self.credentials.subject(),
                 error = outcome,
                 retry_in_ms = wait.as_millis() as u64,
                 entries = revocations.len(),
@@ -299,7 +284,12 @@ impl Feed {
 
     /// One subscription: returns why it ended.
     async fn follow(&self, revocations: &Revocations, failures: &mut u32) -> String {
-        let mut stream = match self.client.clone().watch_revocations(self.request()).await {
+        let mut stream = match self
+            .client
+            .clone()
+            .watch_revocations(self.credentials.authorize(WatchRevocationsRequest {}))
+            .await
+        {
             Ok(response) => response.into_inner(),
             Err(status) => return format!("{:?}: {}", status.code(), status.message()),
         };
@@ -311,7 +301,7 @@ impl Feed {
                         revocations.replace(entries);
                         *failures = 0;
                         tracing::debug!(
-                            subscriber = self.subject,
+                            subscriber = self.credentials.subject(),
                             entries = revocations.len(),
                             "revocation list synced"
                         );
@@ -329,6 +319,7 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Role;
 
     fn claims(sub: &str) -> Claims {
         Claims::new(sub, &[Role::User], Duration::from_secs(60))

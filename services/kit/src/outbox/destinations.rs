@@ -19,9 +19,9 @@ use steward_proto::{
         quotas_sync_service_client::QuotasSyncServiceClient,
     },
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-use crate::auth::{Claims, Role, TokenSigner};
+use crate::auth::{ServiceCredentials, TokenSigner};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -52,35 +52,10 @@ pub trait Destination: Send + Sync + 'static {
 }
 
 /// Relays authenticate as PLATFORM_SERVICE with a short-lived token they
-/// mint themselves.
-#[derive(Clone)]
-struct ServiceCredentials {
-    signer: TokenSigner,
-    subject: String,
-}
-
-impl ServiceCredentials {
-    fn authorize<T>(&self, message: T) -> tonic::Request<T> {
-        let token = self.signer.sign(&Claims::new(
-            self.subject.clone(),
-            &[Role::PlatformService],
-            Duration::from_secs(300),
-        ));
-        let mut request = tonic::Request::new(message);
-        if let Ok(value) = format!("Bearer {token}").parse() {
-            request.metadata_mut().insert("authorization", value);
-        }
-        crate::telemetry::inject_current(request.metadata_mut());
-        request
-    }
-}
-
+/// mint themselves ([`ServiceCredentials`]).
 fn channel(endpoint: &str) -> Result<Channel, DeliveryError> {
-    Ok(Endpoint::from_shared(endpoint.to_owned())
-        .map_err(|e| DeliveryError::Unavailable(e.to_string()))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
-        .connect_lazy())
+    crate::auth::service::channel(endpoint, Duration::from_secs(30))
+        .map_err(|e| DeliveryError::Unavailable(e.to_string()))
 }
 
 fn decode_all<M: Message + Default>(payloads: Vec<Vec<u8>>) -> Result<Vec<M>, DeliveryError> {
@@ -103,10 +78,7 @@ impl AuditIngestDestination {
     pub fn new(endpoint: &str, signer: TokenSigner, service: &str) -> Result<Self, DeliveryError> {
         Ok(Self {
             client: AuditIngestServiceClient::new(channel(endpoint)?),
-            credentials: ServiceCredentials {
-                signer,
-                subject: format!("service:{service}"),
-            },
+            credentials: ServiceCredentials::new(signer, format!("service:{service}")),
         })
     }
 }
@@ -134,10 +106,7 @@ impl NotificationDestination {
     pub fn new(endpoint: &str, signer: TokenSigner, service: &str) -> Result<Self, DeliveryError> {
         Ok(Self {
             client: NotificationIngestServiceClient::new(channel(endpoint)?),
-            credentials: ServiceCredentials {
-                signer,
-                subject: format!("service:{service}"),
-            },
+            credentials: ServiceCredentials::new(signer, format!("service:{service}")),
         })
     }
 }
@@ -168,10 +137,7 @@ impl QuotasSyncDestination {
     pub fn new(endpoint: &str, signer: TokenSigner, service: &str) -> Result<Self, DeliveryError> {
         Ok(Self {
             client: QuotasSyncServiceClient::new(channel(endpoint)?),
-            credentials: ServiceCredentials {
-                signer,
-                subject: format!("service:{service}"),
-            },
+            credentials: ServiceCredentials::new(signer, format!("service:{service}")),
         })
     }
 }
@@ -212,10 +178,7 @@ impl ErasureDestination {
                 .iter()
                 .map(|e| channel(e).map(PersonalDataServiceClient::new))
                 .collect::<Result<_, _>>()?,
-            credentials: ServiceCredentials {
-                signer,
-                subject: format!("service:{service}"),
-            },
+            credentials: ServiceCredentials::new(signer, format!("service:{service}")),
         })
     }
 }

@@ -5,17 +5,17 @@ use std::{sync::RwLock, time::Duration};
 
 use steward_kit::{
     Kind,
-    auth::{Claims, Role, TokenSigner},
+    auth::{ServiceCredentials, TokenSigner, service},
 };
 use steward_proto::accounts::{GetUserRequest, accounts_service_client::AccountsServiceClient};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::error::Error;
 
 pub struct Accounts {
     client: RwLock<Option<AccountsServiceClient<Channel>>>,
-    signer: Option<TokenSigner>,
+    credentials: Option<ServiceCredentials>,
 }
 
 fn unavailable(message: impl Into<String>) -> Error {
@@ -26,7 +26,7 @@ impl Accounts {
     pub fn new(endpoint: Option<&str>, signer: Option<TokenSigner>) -> Self {
         let accounts = Self {
             client: RwLock::new(None),
-            signer,
+            credentials: signer.map(|s| ServiceCredentials::new(s, "service:quotas")),
         };
         if let Some(endpoint) = endpoint {
             accounts.set_endpoint(endpoint);
@@ -36,12 +36,8 @@ impl Accounts {
 
     /// Points at accounts (the suite builds quotas before accounts).
     pub fn set_endpoint(&self, endpoint: &str) {
-        match Endpoint::from_shared(endpoint.to_owned()) {
-            Ok(e) => {
-                let channel = e
-                    .connect_timeout(Duration::from_secs(2))
-                    .timeout(Duration::from_secs(5))
-                    .connect_lazy();
+        match service::channel(endpoint, Duration::from_secs(5)) {
+            Ok(channel) => {
                 *self.client.write().expect("client lock") =
                     Some(AccountsServiceClient::new(channel));
             }
@@ -54,23 +50,14 @@ impl Accounts {
     /// The user's group; `None` when accounts does not know the user.
     pub async fn group_of(&self, user: Uuid) -> Result<Option<String>, Error> {
         let client = self.client.read().expect("client lock").clone();
-        let (Some(mut client), Some(signer)) = (client, self.signer.as_ref()) else {
+        let (Some(mut client), Some(credentials)) = (client, self.credentials.as_ref()) else {
             return Err(unavailable(
                 "the user is not known here and accounts is not configured (quotas.accounts_endpoint)",
             ));
         };
-        let token = signer.sign(&Claims::new(
-            "service:quotas",
-            &[Role::PlatformService],
-            Duration::from_secs(60),
-        ));
-        let mut request = tonic::Request::new(GetUserRequest {
+        let request = credentials.authorize(GetUserRequest {
             user_id: user.to_string(),
         });
-        if let Ok(value) = format!("Bearer {token}").parse() {
-            request.metadata_mut().insert("authorization", value);
-        }
-        steward_kit::telemetry::inject_current(request.metadata_mut());
         match client.get_user(request).await {
             Ok(response) => Ok(response.into_inner().user.map(|u| u.group)),
             Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
