@@ -1267,3 +1267,73 @@ async fn events_of_an_erased_user_arriving_later_are_stored_erased() {
         "203.0.113.7"
     );
 }
+
+/// Filtering by one action pages through exactly that action's events,
+/// newest first, with the same keyset pages as before, also when the
+/// newest events are all of other actions (the query then reads the
+/// (action, time) index rather than filtering the time index).
+#[tokio::test]
+async fn one_action_pages_newest_first_when_newer_events_are_of_other_actions() {
+    let app = spawn().await;
+    let now = Utc::now();
+    let mut events = Vec::new();
+    // Older: every third event is a sign-out; newest 120: sign-ins only.
+    for i in 0..150i64 {
+        let action = if i % 3 == 0 {
+            "user.signed_out"
+        } else {
+            "user.profile.updated"
+        };
+        events.push(event(
+            action,
+            &format!("p{}", i % 7),
+            now - chrono::Duration::seconds(1000 - i),
+        ));
+    }
+    for i in 0..120i64 {
+        events.push(event(
+            "user.signed_in",
+            "p0",
+            now - chrono::Duration::seconds(500 - i),
+        ));
+    }
+    ingest(&app, events.clone()).await;
+    let mut expected: Vec<(i64, String)> = events
+        .iter()
+        .filter(|e| e.action == "user.signed_out")
+        .map(|e| (e.occurred_at.as_ref().unwrap().seconds, e.event_id.clone()))
+        .collect();
+    expected.sort_by(|a, b| b.cmp(a));
+    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+
+    let mut got = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = app
+            .audit()
+            .list_events(pb::ListEventsRequest {
+                filter: Some(pb::EventFilter {
+                    actions: vec!["user.signed_out".into()],
+                    ..Default::default()
+                }),
+                page: Some(PageRequest {
+                    page_size: 7,
+                    page_token: token.clone(),
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for stored in &page.events {
+            let e = stored.event.as_ref().unwrap();
+            assert_eq!(e.action, "user.signed_out");
+            got.push(e.event_id.clone());
+        }
+        token = page.page.unwrap_or_default().next_page_token;
+        if token.is_empty() {
+            break;
+        }
+        assert!(got.len() <= expected.len(), "paging does not end");
+    }
+    assert_eq!(got, expected, "newest first, every one once");
+}

@@ -357,13 +357,23 @@ pub async fn list(
     if let Some(result) = filter.result {
         q = q.filter(e::result.eq(result));
     }
-    // One action is an equality, so the (action, time) index also yields
-    // the order; several need a merge.
-    match filter.actions.as_slice() {
-        [] => {}
-        [one] => q = q.filter(e::action.eq(one.clone())),
-        many => q = q.filter(e::action.eq_any(many.to_vec())),
-    }
+    // One action is written as a range and ordered by (action, time, seq):
+    // as an equality the planner folds the action into a constant, orders
+    // by the time index and filters, which reads every newer event of
+    // other actions first (70 ms at 10M events when the newest 110k were of
+    // other actions). This way only the (action, time, seq) index yields
+    // the order. Several actions need a merge.
+    let one_action = match filter.actions.as_slice() {
+        [] => false,
+        [one] => {
+            q = q.filter(e::action.ge(one.clone()).and(e::action.le(one.clone())));
+            true
+        }
+        many => {
+            q = q.filter(e::action.eq_any(many.to_vec()));
+            false
+        }
+    };
     q = q.filter(
         e::occurred_at
             .ge(filter.start)
@@ -378,8 +388,12 @@ pub async fn list(
                 .sql(")"),
         );
     }
-    q.order((e::occurred_at.desc(), e::seq.desc()))
-        .limit(limit)
+    let q = if one_action {
+        q.order((e::action.asc(), e::occurred_at.desc(), e::seq.desc()))
+    } else {
+        q.order((e::occurred_at.desc(), e::seq.desc()))
+    };
+    q.limit(limit)
         .load(conn)
         .await
         .map(|rows| rows.into_iter().map(StoredEvent::from).collect())
