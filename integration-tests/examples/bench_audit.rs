@@ -266,7 +266,7 @@ async fn main() {
                  impersonation_session_id, token_id, client_ip, result, pii_digest, prev_hash, hash)
              SELECT 2000000000 + i, gen_random_uuid(),
                  now() - make_interval(secs => i * (90 * 86400.0 / {seeded})),
-                 'common',
+                 CASE WHEN i % 1000 = 0 THEN 'billing' ELSE 'common' END,
                  (ARRAY['user.signed_in','user.signed_out','user.profile.updated','api_token.created','user.roles.updated'])[1 + i % 5],
                  1 + (i % 3)::int2,
                  'user-' || (i % 100000), 'user-' || (i % 100000),
@@ -324,6 +324,20 @@ async fn main() {
             "token id",
             Box::new(|i| pb::EventFilter {
                 token_id: format!("tok-{}", i % 500),
+                ..Default::default()
+            }),
+        ),
+        (
+            "product (1 in 1000 events)",
+            Box::new(|_| pb::EventFilter {
+                product: "billing".into(),
+                ..Default::default()
+            }),
+        ),
+        (
+            "client ip",
+            Box::new(|i| pb::EventFilter {
+                client_ip: format!("198.51.100.{}", i % 250),
                 ..Default::default()
             }),
         ),

@@ -1,0 +1,2 @@
+DROP INDEX events_client_ip;
+DROP INDEX events_product;
