@@ -278,3 +278,25 @@ async fn the_rollup_counts_every_acknowledged_event_once_under_concurrency() {
     check_all(&app, &sent).await;
     assert_eq!(history(&app, 60, 0, &[]).await, expected(&sent, 60, 0, &[]));
 }
+
+/// A progress row deleted by hand does not break the history: the rollup
+/// restarts from the chain head and counts what arrives after.
+#[tokio::test]
+async fn a_deleted_progress_row_restarts_the_rollup_from_the_head() {
+    let app = TestApp::spawn_with(Options {
+        with_audit: true,
+        ..Options::default()
+    })
+    .await;
+    let mut sent = Sent::new();
+    ingest(&app, &mut sent, vec![("d1".into(), 0), ("d2".into(), 1)]).await;
+    check_all(&app, &sent).await;
+    let mut conn = app.db.audit().await;
+    diesel::sql_query("DELETE FROM rollup_progress")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    check_all(&app, &sent).await;
+    ingest(&app, &mut sent, vec![("d1".into(), 0), ("d3".into(), 2)]).await;
+    check_all(&app, &sent).await;
+}

@@ -45,8 +45,11 @@ pub async fn behind(conn: &mut AsyncPgConnection) -> diesel::QueryResult<bool> {
         #[diesel(sql_type = diesel::sql_types::Bool)]
         behind: bool,
     }
+    // No progress row (deleted by hand): behind, and the catch-up puts one
+    // back.
     let b: Behind = diesel::sql_query(
-        "SELECT (SELECT seq FROM chain_head) > (SELECT seq FROM rollup_progress) AS behind",
+        "SELECT COALESCE((SELECT seq FROM chain_head) > (SELECT seq FROM rollup_progress), true) \
+         AS behind",
     )
     .get_result(conn)
     .await?;
@@ -61,12 +64,27 @@ async fn step(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
         #[diesel(sql_type = Int8)]
         head: i64,
     }
-    let r: Range = diesel::sql_query(
+    let r: Option<Range> = diesel::sql_query(
         "SELECT p.seq AS done, (SELECT seq FROM chain_head) AS head \
          FROM rollup_progress p FOR UPDATE",
     )
     .get_result(conn)
-    .await?;
+    .await
+    .optional()?;
+    let Some(r) = r else {
+        // The row was deleted by hand: what was counted is unknown, so
+        // counting restarts from the head (events stored before are not
+        // counted again) and says so.
+        tracing::error!(
+            "rollup_progress was missing; the activity rollup restarts from the chain head"
+        );
+        diesel::sql_query(
+            "INSERT INTO rollup_progress (seq) SELECT seq FROM chain_head ON CONFLICT DO NOTHING",
+        )
+        .execute(conn)
+        .await?;
+        return Ok(0);
+    };
     if r.head <= r.done {
         return Ok(0);
     }
