@@ -171,6 +171,11 @@ impl Application {
         for relay in outbox::relays(&d.pool, &d.database_url, SCHEMA, Some(&d.signer), &d.outbox) {
             tasks.spawn(relay.run(tasks_stopped.clone()));
         }
+        tasks.spawn(steward_kit::metrics::export_pool_until(
+            SCHEMA,
+            d.pool.clone(),
+            tasks_stopped.clone(),
+        ));
         tasks.spawn(steward_kit::idempotency::run_purger(
             self.deps.pool.clone(),
             self.deps.config.idempotency_retention,

@@ -106,6 +106,11 @@ impl Application {
         ) {
             tasks.spawn(relay.run(tasks_stopped.clone()));
         }
+        tasks.spawn(steward_kit::metrics::export_pool_until(
+            SCHEMA,
+            d.pool.clone(),
+            tasks_stopped.clone(),
+        ));
         tasks.spawn(subscriptions::renewal::run(
             d.pool.clone(),
             d.config.renewal_interval,

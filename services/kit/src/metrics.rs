@@ -179,7 +179,7 @@ pub static POOL_TIMEOUTS: Family = Family::counter(
 );
 
 /// Publishes a pool's gauges and wait counters under `service`.
-pub fn export_pool(service: &str, pool: &crate::db::Pool) {
+fn export_pool(service: &str, pool: &crate::db::Pool) {
     let state = pool.state();
     let labels = format!("service=\"{service}\"");
     POOL_CONNECTIONS.set(&labels, f64::from(state.connections));
@@ -222,8 +222,8 @@ pub static OUTBOX_OLDEST_AGE: Family = Family::gauge(
     "Age of the oldest undelivered, unparked outbox row.",
 );
 
-/// Runs [`export_pool`] every few seconds until `shutdown`, for a
-/// component without an outbox relay (which exports its pool itself).
+/// Runs [`export_pool`] every few seconds until `shutdown`: each service
+/// spawns one for its pool.
 pub async fn export_pool_until(
     service: &'static str,
     pool: crate::db::Pool,

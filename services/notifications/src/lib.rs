@@ -210,6 +210,11 @@ impl Application {
         ) {
             tasks.spawn(relay.run(tasks_stopped.clone()));
         }
+        tasks.spawn(steward_kit::metrics::export_pool_until(
+            SCHEMA,
+            d.pool.clone(),
+            tasks_stopped.clone(),
+        ));
         let wake = Arc::new(tokio::sync::Notify::new());
         let dispatcher = delivery::Dispatcher::new(
             d.pool.clone(),

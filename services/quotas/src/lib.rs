@@ -128,6 +128,11 @@ impl Application {
         ) {
             tasks.spawn(relay.run(tasks_stopped.clone()));
         }
+        tasks.spawn(steward_kit::metrics::export_pool_until(
+            SCHEMA,
+            d.pool.clone(),
+            tasks_stopped.clone(),
+        ));
         tasks.spawn(cache::listener::run(
             self.cache.clone(),
             d.database_url.clone(),

@@ -120,9 +120,7 @@ pub async fn activity(
         .commands
         .read(async |conn| {
             // Every event acknowledged before this call is counted.
-            if rollup::behind(conn).await? {
-                rollup::catch_up(conn).await?;
-            }
+            rollup::catch_up_if_behind(conn).await?;
             Ok(rollup::activity(
                 conn,
                 q.start,

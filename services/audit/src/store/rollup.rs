@@ -24,7 +24,7 @@ const CATCH_UP_BATCH: i64 = 50_000;
 ///
 /// Ingest commits in sequence order (the chain head lock is held until
 /// commit), so whatever is visible up to the head is the whole prefix.
-pub async fn catch_up(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
+async fn catch_up(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
     use diesel_async::AsyncConnection;
     let mut counted = 0;
     loop {
@@ -38,8 +38,18 @@ pub async fn catch_up(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> 
     }
 }
 
+/// [`catch_up`] when [`behind`]: a reader or an idle worker costs one
+/// plain read, not a locking transaction.
+pub async fn catch_up_if_behind(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
+    if behind(conn).await? {
+        catch_up(conn).await
+    } else {
+        Ok(0)
+    }
+}
+
 /// Whether the chain holds events the rollup has not counted yet.
-pub async fn behind(conn: &mut AsyncPgConnection) -> diesel::QueryResult<bool> {
+async fn behind(conn: &mut AsyncPgConnection) -> diesel::QueryResult<bool> {
     #[derive(QueryableByName)]
     struct Behind {
         #[diesel(sql_type = diesel::sql_types::Bool)]
@@ -131,7 +141,7 @@ pub async fn run(
     loop {
         match pool.get().await {
             Ok(mut conn) => {
-                if let Err(error) = catch_up(&mut conn).await {
+                if let Err(error) = catch_up_if_behind(&mut conn).await {
                     tracing::warn!(%error, "activity rollup cannot catch up; retrying");
                 }
             }

@@ -51,8 +51,8 @@ pub trait Destination: Send + Sync + 'static {
     async fn deliver(&self, payloads: Vec<Vec<u8>>) -> Result<(), DeliveryError>;
 }
 
-/// Relays authenticate as PLATFORM_SERVICE with a short-lived token they
-/// mint themselves ([`ServiceCredentials`]).
+/// The channel of a destination (relays authenticate with
+/// [`ServiceCredentials`]).
 fn channel(endpoint: &str) -> Result<Channel, DeliveryError> {
     crate::auth::service::channel(endpoint, Duration::from_secs(30))
         .map_err(|e| DeliveryError::Unavailable(e.to_string()))

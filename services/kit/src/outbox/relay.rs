@@ -147,7 +147,6 @@ impl Relay {
 
     /// Sets the backlog, parked and oldest-pending gauges of this relay.
     async fn export_backlog(&self) {
-        crate::metrics::export_pool(&self.schema, &self.pool);
         let Ok(mut conn) = self.pool.get().await else {
             return;
         };
