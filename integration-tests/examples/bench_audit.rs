@@ -5,7 +5,8 @@
 //!     cargo run --release -p steward-integration-tests --example bench_audit -- 10000000
 //!
 //! The argument is how many events to seed for the query figures (default
-//! 10,000,000; seeded with SQL, not through ingest, to save time).
+//! 10,000,000; seeded with SQL, not through ingest, to save time); 0 stops
+//! after the ingest figures.
 
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
@@ -82,7 +83,7 @@ async fn ingest_rate(app: &TestApp, total: usize, per_call: usize, clients: usiz
     let mut workers = Vec::new();
     for _ in 0..clients {
         let queue = queue.clone();
-        let mut client = app.ingest();
+        let mut client = app.ingest_own_connection();
         workers.push(tokio::spawn(async move {
             loop {
                 let Some(batch) = queue.lock().await.pop() else {
@@ -247,6 +248,11 @@ async fn main() {
         unary / copy,
         unary / single
     );
+    if seeded == 0 {
+        // `-- 0`: the ingest figures only.
+        app.stop().await;
+        return;
+    }
 
     println!("\n== seeding {seeded} events over 90 days (SQL), rollup, ANALYZE");
     let started = Instant::now();

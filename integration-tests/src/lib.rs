@@ -136,6 +136,8 @@ pub struct TestApp {
     channel: Channel,
     audit_channel: Option<Channel>,
     billing_channel: Option<Channel>,
+    audit_url: Option<String>,
+    billing_url: Option<String>,
     gateway: Option<RunningGateway>,
     /// The gateway's address (`http://...`), when spawned with one.
     pub gateway_endpoint: Option<String>,
@@ -368,6 +370,8 @@ impl TestApp {
             endpoint,
             audit_channel: audit_url.as_deref().map(lazy),
             billing_channel: billing_url.as_deref().map(lazy),
+            audit_url,
+            billing_url,
             gateway,
             gateway_endpoint,
             metrics_url,
@@ -556,6 +560,26 @@ impl TestApp {
         steward_proto::billing::billing_service_client::BillingServiceClient::with_interceptor(
             self.billing_channel.clone().expect("spawned with billing"),
             Bearer(token),
+        )
+    }
+
+    /// A billing client (USER_ADMIN) on an HTTP/2 connection of its own, as
+    /// a separate client process would have: benchmarks give each of their
+    /// concurrent clients one, like their SQL baselines' own connections.
+    pub fn billing_own_connection(&self) -> BillingClient {
+        let url = self.billing_url.as_deref().expect("spawned with billing");
+        steward_proto::billing::billing_service_client::BillingServiceClient::with_interceptor(
+            Channel::from_shared(url.to_owned()).unwrap().connect_lazy(),
+            Bearer(Some(self.token(ADMIN_ID, &[Role::UserAdmin]))),
+        )
+    }
+
+    /// An ingest client (PLATFORM_SERVICE) on a connection of its own.
+    pub fn ingest_own_connection(&self) -> IngestClient {
+        let url = self.audit_url.as_deref().expect("spawned with audit");
+        steward_proto::audit::audit_ingest_service_client::AuditIngestServiceClient::with_interceptor(
+            Channel::from_shared(url.to_owned()).unwrap().connect_lazy(),
+            Bearer(Some(self.token("service:test", &[Role::PlatformService]))),
         )
     }
 

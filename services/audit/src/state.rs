@@ -79,15 +79,16 @@ impl State {
         record: &AuditRecord,
     ) -> Result<(), Error> {
         let (_, event) = record.finish();
-        let known = self
-            .catalog
-            .known_for(
+        self.catalog
+            .refresh_for(
                 self.pool(),
-                std::iter::once((event.product.clone(), event.action.clone())),
+                std::iter::once((event.product.as_str(), event.action.as_str())),
             )
             .await?;
         let mut v = steward_kit::FieldViolations::new();
-        let own = decode::event(0, event, &known, chrono::Utc::now(), &mut v)
+        let own = self
+            .catalog
+            .with(|known| decode::event(0, event, known, chrono::Utc::now(), &mut v))
             .ok_or_else(|| internal(format!("own audit event invalid: {v}")))?;
         // Partitions it creates are not remembered: the caller's transaction
         // may still roll back. The next ingest or housekeeping pass caches them.

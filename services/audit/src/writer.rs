@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     domain::{
-        event::{Event, seal},
+        event::{Event, Seal, seal},
         seal::{ChainSigner, erasure_message},
     },
     error::{Error, unavailable},
@@ -74,26 +74,31 @@ pub async fn append(
     signer: &ChainSigner,
     batch: &[Event],
 ) -> diesel::QueryResult<Appended> {
-    let (mut seq, mut prev) = events::lock_head(conn).await?;
+    // Round trip 1: the head (locked), the ids (claimed) and who among the
+    // people named was erased, sent together and executed in that order.
+    let c: &AsyncPgConnection = conn;
     // Deduplicated by event id alone (whatever the time it carries).
     let ids: Vec<_> = batch.iter().map(|e| e.event_id).collect();
-    let claimed = events::claim_ids(conn, &ids).await?;
-    let mut people: Vec<String> = batch
+    let mut people: Vec<&str> = batch
         .iter()
         .flat_map(|e| [&e.subject_user_id, &e.actor_user_id, &e.modified_user_id])
         .filter(|u| !u.is_empty())
-        .cloned()
+        .map(String::as_str)
         .collect();
-    people.sort();
+    people.sort_unstable();
     people.dedup();
-    let erased = events::erased_among(conn, &people).await?;
+    let ((mut seq, mut prev), claimed, erased) = futures_util::try_join!(
+        events::lock_head(c),
+        events::claim_ids(c, &ids),
+        events::erased_among(c, &people),
+    )?;
     let is_erased = |e: &Event| {
         [&e.subject_user_id, &e.actor_user_id, &e.modified_user_id]
             .iter()
-            .any(|u| erased.contains(*u))
+            .any(|u| erased.contains(u.as_str()))
     };
     let mut seen = HashSet::new();
-    let mut rows = Vec::new();
+    let mut rows: Vec<(std::borrow::Cow<'_, Event>, Seal)> = Vec::new();
     let mut appended = Appended::default();
     for event in batch {
         let new = claimed.contains(&event.event_id) && seen.insert(event.event_id);
@@ -107,9 +112,10 @@ pub async fn append(
                 sealed.pii_digest = blank.pii_digest(&[]);
                 sealed.hash = blank.hash(&sealed.pii_digest, &prev, seq);
                 sealed.erasure_signature = Some(signer.sign(&erasure_message(seq, &sealed.hash)));
-                (blank, sealed)
+                (std::borrow::Cow::Owned(blank), sealed)
             } else {
-                (event.clone(), seal(event, seq, &prev))
+                let sealed = seal(event, seq, &prev);
+                (std::borrow::Cow::Borrowed(event), sealed)
             };
             prev = sealed.hash;
             rows.push((event, sealed));
@@ -129,9 +135,13 @@ pub async fn append(
             appended.created_months.push(month);
         }
     }
-    events::insert(conn, &rows).await?;
+    // Round trip 2: the events and the new signed head, sent together.
     // The activity rollup follows after the commit (store/rollup.rs).
-    events::set_head(conn, signer, seq, &prev).await?;
+    let c: &AsyncPgConnection = conn;
+    futures_util::try_join!(
+        events::insert(c, &rows),
+        events::set_head(c, signer, seq, &prev)
+    )?;
     // Accounts erased a user's personal data: erase it here too, in the
     // same transaction as the event that says so. Only accounts may say so.
     for (event, _) in &rows {
@@ -207,7 +217,12 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let all: Vec<Event> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
+        let mut all: Vec<Event> = Vec::with_capacity(total);
+        let mut sizes = Vec::with_capacity(jobs.len());
+        for job in &mut jobs {
+            sizes.push(job.events.len());
+            all.append(&mut job.events);
+        }
         let outcome = write(&pool, &known, &signer, &all).await;
         if outcome.is_ok() {
             committed.notify_one();
@@ -215,8 +230,7 @@ async fn run(
             steward_kit::metrics::AUDIT_GROUP_COMMIT_CALLS.observe("", jobs.len() as f64);
         }
         let mut offset = 0;
-        for job in jobs {
-            let n = job.events.len();
+        for (job, n) in jobs.into_iter().zip(sizes) {
             let answer = match &outcome {
                 Ok(fresh) => Ok(fresh[offset..offset + n].to_vec()),
                 Err(e) => Err(e.clone()),

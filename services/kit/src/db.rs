@@ -7,7 +7,9 @@ use diesel::{ConnectionError, ConnectionResult};
 use diesel_async::{
     AsyncConnection, AsyncPgConnection, SimpleAsyncConnection,
     async_connection_wrapper::AsyncConnectionWrapper,
-    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, bb8},
+    pooled_connection::{
+        AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod, bb8,
+    },
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
@@ -78,6 +80,22 @@ pub async fn pool(url: &str, schema: &str, config: &PoolConfig) -> Result<Pool, 
         let url = url.to_owned();
         async move { connect(&url, &schema).await }.boxed()
     });
+    // A checkout is checked locally (the connection's socket task still
+    // runs, no transaction left open) instead of with a `SELECT 1` round
+    // trip: that ping was one of every call's few round trips. A server
+    // restart closes the sockets, which ends those tasks, so stale
+    // connections are still dropped before use.
+    manager_config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn| {
+        let broken = conn.is_broken();
+        async move {
+            if broken {
+                Err(diesel::result::Error::BrokenTransactionManager)
+            } else {
+                Ok(())
+            }
+        }
+        .boxed()
+    }));
     let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
     bb8::Pool::builder()
         .max_size(config.max_connections)
@@ -129,4 +147,125 @@ pub async fn migrate(
     })
     .await
     .map_err(|e| DbError::Pool(format!("migration task: {e}")))?
+}
+
+/// Hand-written statements that each connection prepares once and reuses:
+/// `diesel::sql_query(SQL).bind(..).prepared()`.
+///
+/// diesel treats every `sql_query` as uncacheable: each execution costs a
+/// Parse/Describe round trip before its Bind/Execute one, and PostgreSQL
+/// parses and plans it again (most of the server's time on a short
+/// statement, and it serialises statements meant to be pipelined).
+/// Only for SQL text written in the code (the cache is keyed by the text,
+/// so generated text would grow it without bound), and for statements
+/// whose plan does not hinge on the values bound (after five executions
+/// PostgreSQL may keep one generic plan): filter-driven list queries stay
+/// plain `sql_query`.
+pub trait Prepare: Sized {
+    fn prepared(self) -> Prepared<Self> {
+        Prepared(self)
+    }
+}
+
+impl<Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>> Prepare for Q {}
+
+/// See [`Prepare`].
+#[derive(Debug, Clone)]
+#[must_use = "a statement does nothing until it is run"]
+pub struct Prepared<Q>(Q);
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for Prepared<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q> diesel::query_builder::QueryId for Prepared<Q> {
+    type QueryId = ();
+    // Cached by its SQL text (and bind types), not by a type id.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q> diesel::query_builder::QueryFragment<diesel::pg::Pg> for Prepared<Q>
+where
+    Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        pass: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &diesel::pg::Pg) -> diesel::QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+/// A connection one writer task keeps for itself, outside the pool, and
+/// opens again after it broke.
+///
+/// Writers whose transactions serialise (the audit chain, a ledger shard)
+/// pay every round trip of every transaction in their throughput. Opened
+/// from inside the writer's own runtime ([`spawn_writer_thread`]), the
+/// connection's socket is driven there too, so those round trips never
+/// queue behind the request handlers of the main runtime.
+pub struct Dedicated {
+    pool: Pool,
+    conn: Option<AsyncPgConnection>,
+}
+
+impl Dedicated {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool, conn: None }
+    }
+
+    /// The connection, opened if there is none or it broke.
+    pub async fn get(
+        &mut self,
+    ) -> Result<&mut AsyncPgConnection, bb8::RunError> {
+        if self.conn.as_mut().is_some_and(|c| c.is_broken()) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            let conn = self
+                .pool
+                .dedicated_connection()
+                .await
+                .map_err(bb8::RunError::User)?;
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("opened above"))
+    }
+
+    /// The pool it opens connections from (for work outside the writer's
+    /// transactions).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+/// Runs the future `task()` makes on a thread of its own, in a
+/// single-threaded runtime, until it ends; the receiver resolves then.
+/// For writers that use [`Dedicated`] connections (see there why).
+pub fn spawn_writer_thread<F, Fut>(
+    name: &str,
+    task: F,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(task()),
+                Err(error) => tracing::error!(%error, "cannot start a writer runtime"),
+            }
+            let _ = done.send(());
+        })?;
+    Ok(finished)
 }

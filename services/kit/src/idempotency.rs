@@ -5,6 +5,7 @@
 //! A concurrent duplicate blocks on the key's row until the first commits,
 //! then replays; a rolled-back first attempt leaves no key behind.
 
+use crate::db::Prepare;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use prost::Message;
@@ -117,7 +118,7 @@ pub async fn complete<M: Message>(
 /// locks in (scope, key) order whatever that order is, so two batches never
 /// deadlock on each other's keys.
 pub async fn claim_many(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     keys: &[(&str, &str, &[u8])],
 ) -> Result<Vec<Result<Claim, IdempotencyError>>, IdempotencyError> {
     use diesel::sql_types::{Array, Bytea, Nullable, Text};
@@ -158,7 +159,8 @@ pub async fn claim_many(
     .bind::<Array<Text>, _>(&scopes)
     .bind::<Array<Text>, _>(&names)
     .bind::<Array<Bytea>, _>(&prints)
-    .load(conn)
+    .prepared()
+    .load(&mut conn)
     .await?;
     let claimed: std::collections::HashSet<(String, String)> =
         claimed.into_iter().map(|c| (c.scope, c.key)).collect();
@@ -171,7 +173,8 @@ pub async fn claim_many(
         )
         .bind::<Array<Text>, _>(&scopes)
         .bind::<Array<Text>, _>(&names)
-        .load(conn)
+        .prepared()
+        .load(&mut conn)
         .await?;
         for r in rows {
             stored.insert((r.scope, r.key), (r.fingerprint, r.response));
@@ -199,7 +202,7 @@ pub async fn claim_many(
 
 /// [`complete`] for many claimed keys in one statement.
 pub async fn complete_many(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     responses: &[(&str, &str, Vec<u8>)],
 ) -> QueryResult<()> {
     use diesel::sql_types::{Array, Bytea, Text};
@@ -218,14 +221,15 @@ pub async fn complete_many(
     .bind::<Array<Text>, _>(&scopes)
     .bind::<Array<Text>, _>(&names)
     .bind::<Array<Bytea>, _>(&bodies)
-    .execute(conn)
+    .prepared()
+    .execute(&mut conn)
     .await
     .map(|_| ())
 }
 
 /// Gives claimed keys back (their commands were refused): what a rollback
 /// does for a command in a transaction of its own, so a retry executes.
-pub async fn release_many(conn: &mut AsyncPgConnection, keys: &[(&str, &str)]) -> QueryResult<()> {
+pub async fn release_many(mut conn: &AsyncPgConnection, keys: &[(&str, &str)]) -> QueryResult<()> {
     use diesel::sql_types::{Array, Text};
 
     if keys.is_empty() {
@@ -239,7 +243,8 @@ pub async fn release_many(conn: &mut AsyncPgConnection, keys: &[(&str, &str)]) -
     )
     .bind::<Array<Text>, _>(&scopes)
     .bind::<Array<Text>, _>(&names)
-    .execute(conn)
+    .prepared()
+    .execute(&mut conn)
     .await
     .map(|_| ())
 }

@@ -26,21 +26,29 @@ use crate::{
 pub struct Catalog(Arc<RwLock<HashSet<(String, String)>>>);
 
 impl Catalog {
-    pub async fn known_for(
+    /// Reloads the catalog when a pair of `wanted` is unknown.
+    pub async fn refresh_for<'a>(
         &self,
         pool: &Pool,
-        wanted: impl Iterator<Item = (String, String)>,
-    ) -> Result<HashSet<(String, String)>, Error> {
+        wanted: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), Error> {
         let missing = {
             let known = self.0.read().expect("not poisoned");
-            wanted.into_iter().any(|pair| !known.contains(&pair))
+            wanted
+                .into_iter()
+                .any(|(p, a)| !known.contains(&(p.to_owned(), a.to_owned())))
         };
         if missing {
             let mut conn = pool.get().await?;
             let fresh = catalog::known(&mut conn).await?;
             *self.0.write().expect("not poisoned") = fresh;
         }
-        Ok(self.0.read().expect("not poisoned").clone())
+        Ok(())
+    }
+
+    /// Runs `f` over the known pairs, under the read lock (no copy).
+    pub fn with<R>(&self, f: impl FnOnce(&HashSet<(String, String)>) -> R) -> R {
+        f(&self.0.read().expect("not poisoned"))
     }
 }
 
@@ -61,19 +69,22 @@ async fn validate(state: &State, batch: Vec<AuditEvent>) -> Result<Vec<Event>, E
         );
         return Err(v.into());
     }
-    let known = state
+    state
         .catalog
-        .known_for(
+        .refresh_for(
             state.pool(),
-            batch.iter().map(|e| (e.product.clone(), e.action.clone())),
+            batch.iter().map(|e| (e.product.as_str(), e.action.as_str())),
         )
         .await?;
     let now = Utc::now();
-    let events: Vec<Event> = batch
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, e)| decode::event(i, e, &known, now, &mut v))
-        .collect();
+    // Decoded under the read lock (no copy of the catalog per call).
+    let events: Vec<Event> = state.catalog.with(|known| {
+        batch
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, e)| decode::event(i, e, known, now, &mut v))
+            .collect()
+    });
     v.check()?;
     Ok(events)
 }

@@ -2,6 +2,7 @@
 //! queries.
 
 use std::collections::{BTreeMap, HashSet};
+use steward_kit::db::Prepare;
 
 use chrono::{DateTime, Utc};
 use diesel::{
@@ -102,12 +103,12 @@ impl From<EventRow> for StoredEvent {
 
 /// Locks the chain head for the rest of the transaction: appends are
 /// serialised (across replicas too), which is what makes the chain linear.
-pub async fn lock_head(conn: &mut AsyncPgConnection) -> QueryResult<(i64, Hash)> {
+pub async fn lock_head(mut conn: &AsyncPgConnection) -> QueryResult<(i64, Hash)> {
     use super::schema::chain_head::dsl as h;
     let (seq, hash): (i64, Vec<u8>) = h::chain_head
         .select((h::seq, h::hash))
         .for_update()
-        .first(conn)
+        .first(&mut conn)
         .await?;
     Ok((seq, hash.try_into().unwrap_or([0; 32])))
 }
@@ -115,7 +116,7 @@ pub async fn lock_head(conn: &mut AsyncPgConnection) -> QueryResult<(i64, Hash)>
 /// Moves the head and signs it (a checkpoint of the chain in the database:
 /// a rewrite of history cannot be signed again without the key).
 pub async fn set_head(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     signer: &ChainSigner,
     seq: i64,
     hash: &Hash,
@@ -130,7 +131,7 @@ pub async fn set_head(
             h::signed_at.eq(Some(at)),
             h::signature.eq(Some(signature)),
         ))
-        .execute(conn)
+        .execute(&mut conn)
         .await
         .map(|_| ())
 }
@@ -148,7 +149,7 @@ pub async fn head(conn: &mut AsyncPgConnection) -> QueryResult<Head> {
 
 /// Claims event ids in `event_ids` (ON CONFLICT DO NOTHING); returns the
 /// ids claimed now, i.e. not stored before. Call in the ingest transaction.
-pub async fn claim_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<HashSet<Uuid>> {
+pub async fn claim_ids(mut conn: &AsyncPgConnection, ids: &[Uuid]) -> QueryResult<HashSet<Uuid>> {
     #[derive(QueryableByName)]
     struct Id {
         #[diesel(sql_type = SqlUuid)]
@@ -162,7 +163,8 @@ pub async fn claim_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResul
          ON CONFLICT DO NOTHING RETURNING event_id",
     )
     .bind::<Array<SqlUuid>, _>(ids)
-    .load(conn)
+    .prepared()
+    .load(&mut conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.event_id).collect())
 }
@@ -172,7 +174,10 @@ fn json(map: &BTreeMap<String, String>) -> serde_json::Value {
 }
 
 /// Inserts sealed events in one statement (column arrays through UNNEST).
-pub async fn insert(conn: &mut AsyncPgConnection, rows: &[(Event, Seal)]) -> QueryResult<usize> {
+pub async fn insert(
+    mut conn: &AsyncPgConnection,
+    rows: &[(std::borrow::Cow<'_, Event>, Seal)],
+) -> QueryResult<usize> {
     if rows.is_empty() {
         return Ok(0);
     }
@@ -196,33 +201,34 @@ pub async fn insert(conn: &mut AsyncPgConnection, rows: &[(Event, Seal)]) -> Que
     .bind::<Array<Int8>, _>(col!(|(_, s)| s.seq))
     .bind::<Array<SqlUuid>, _>(col!(|(e, _)| e.event_id))
     .bind::<Array<Timestamptz>, _>(col!(|(e, _)| e.occurred_at))
-    .bind::<Array<Text>, _>(col!(|(e, _)| e.product.clone()))
-    .bind::<Array<Text>, _>(col!(|(e, _)| e.action.clone()))
+    .bind::<Array<Text>, _>(col!(|(e, _)| e.product.as_str()))
+    .bind::<Array<Text>, _>(col!(|(e, _)| e.action.as_str()))
     .bind::<Array<Int2>, _>(col!(|(e, _)| e.category))
-    .bind::<Array<Text>, _>(col!(|(e, _)| e.actor_user_id.clone()))
-    .bind::<Array<Text>, _>(col!(|(e, _)| e.subject_user_id.clone()))
-    .bind::<Array<Text>, _>(col!(|(e, _)| e.modified_user_id.clone()))
-    .bind::<Array<Text>, _>(col!(|(e, _)| e.impersonator_user_id.clone()))
-    .bind::<Array<Text>, _>(col!(|(e, _)| e.impersonation_session_id.clone()))
-    .bind::<Array<Text>, _>(col!(|(e, _)| e.token_id.clone()))
-    .bind::<Array<Text>, _>(col!(|(e, _)| e.project.clone()))
+    .bind::<Array<Text>, _>(col!(|(e, _)| e.actor_user_id.as_str()))
+    .bind::<Array<Text>, _>(col!(|(e, _)| e.subject_user_id.as_str()))
+    .bind::<Array<Text>, _>(col!(|(e, _)| e.modified_user_id.as_str()))
+    .bind::<Array<Text>, _>(col!(|(e, _)| e.impersonator_user_id.as_str()))
+    .bind::<Array<Text>, _>(col!(|(e, _)| e.impersonation_session_id.as_str()))
+    .bind::<Array<Text>, _>(col!(|(e, _)| e.token_id.as_str()))
+    .bind::<Array<Text>, _>(col!(|(e, _)| e.project.as_str()))
     .bind::<Array<Jsonb>, _>(col!(|(e, _)| json(&e.comments)))
     .bind::<Array<Jsonb>, _>(col!(|(e, _)| json(&e.pii_comments)))
-    .bind::<Array<Text>, _>(col!(|(e, _)| e.client_ip.clone()))
-    .bind::<Array<Text>, _>(col!(|(e, _)| e.user_agent.clone()))
+    .bind::<Array<Text>, _>(col!(|(e, _)| e.client_ip.as_str()))
+    .bind::<Array<Text>, _>(col!(|(e, _)| e.user_agent.as_str()))
     .bind::<Array<Int2>, _>(col!(|(e, _)| e.result))
-    .bind::<Array<Text>, _>(col!(|(e, _)| e.error_message.clone()))
+    .bind::<Array<Text>, _>(col!(|(e, _)| e.error_message.as_str()))
     .bind::<Array<Int8>, _>(col!(|(e, _)| e.duration_us))
-    .bind::<Array<Text>, _>(col!(|(e, _)| e.request_id.clone()))
-    .bind::<Array<Text>, _>(col!(|(e, _)| e.trace_id.clone()))
-    .bind::<Array<Text>, _>(col!(|(e, _)| e.source.clone()))
-    .bind::<Array<Nullable<Bytea>>, _>(col!(|(_, s)| s.pii_salt.clone()))
-    .bind::<Array<Bytea>, _>(col!(|(_, s)| s.pii_digest.to_vec()))
-    .bind::<Array<Bytea>, _>(col!(|(_, s)| s.prev_hash.to_vec()))
-    .bind::<Array<Bytea>, _>(col!(|(_, s)| s.hash.to_vec()))
+    .bind::<Array<Text>, _>(col!(|(e, _)| e.request_id.as_str()))
+    .bind::<Array<Text>, _>(col!(|(e, _)| e.trace_id.as_str()))
+    .bind::<Array<Text>, _>(col!(|(e, _)| e.source.as_str()))
+    .bind::<Array<Nullable<Bytea>>, _>(col!(|(_, s)| s.pii_salt.as_deref()))
+    .bind::<Array<Bytea>, _>(col!(|(_, s)| s.pii_digest.as_slice()))
+    .bind::<Array<Bytea>, _>(col!(|(_, s)| s.prev_hash.as_slice()))
+    .bind::<Array<Bytea>, _>(col!(|(_, s)| s.hash.as_slice()))
     .bind::<Array<Bool>, _>(col!(|(_, s)| s.pii_salt.is_none()))
-    .bind::<Array<Nullable<Bytea>>, _>(col!(|(_, s)| s.erasure_signature.clone()))
-    .execute(conn)
+    .bind::<Array<Nullable<Bytea>>, _>(col!(|(_, s)| s.erasure_signature.as_deref()))
+    .prepared()
+    .execute(&mut conn)
     .await
 }
 
@@ -418,8 +424,8 @@ pub async fn list(
 
 /// Which of these user ids were erased.
 pub async fn erased_among(
-    conn: &mut AsyncPgConnection,
-    users: &[String],
+    mut conn: &AsyncPgConnection,
+    users: &[&str],
 ) -> QueryResult<HashSet<String>> {
     #[derive(QueryableByName)]
     struct Id {
@@ -432,7 +438,8 @@ pub async fn erased_among(
     let rows: Vec<Id> =
         diesel::sql_query("SELECT user_id FROM erased_subjects WHERE user_id = ANY($1)")
             .bind::<Array<Text>, _>(users)
-            .load(conn)
+            .prepared()
+            .load(&mut conn)
             .await?;
     Ok(rows.into_iter().map(|r| r.user_id).collect())
 }
@@ -457,6 +464,7 @@ pub async fn erase_subject(
 ) -> QueryResult<usize> {
     diesel::sql_query("INSERT INTO erased_subjects (user_id) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind::<Text, _>(user_id)
+        .prepared()
         .execute(conn)
         .await?;
     let erased = diesel::update(
@@ -491,6 +499,7 @@ pub async fn erase_subject(
         )
         .bind::<Array<Int8>, _>(seqs)
         .bind::<Array<Bytea>, _>(signatures)
+        .prepared()
         .execute(conn)
         .await?;
     }

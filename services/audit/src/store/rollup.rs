@@ -11,6 +11,7 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
+use steward_kit::db::Prepare;
 
 /// Chain sequences counted per catch-up transaction at most.
 const CATCH_UP_BATCH: i64 = 50_000;
@@ -61,6 +62,7 @@ async fn behind(conn: &mut AsyncPgConnection) -> diesel::QueryResult<bool> {
         "SELECT COALESCE((SELECT seq FROM chain_head) > (SELECT seq FROM rollup_progress), true) \
          AS behind",
     )
+    .prepared()
     .get_result(conn)
     .await?;
     Ok(b.behind)
@@ -78,6 +80,7 @@ async fn step(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
         "SELECT p.seq AS done, (SELECT seq FROM chain_head) AS head \
          FROM rollup_progress p FOR UPDATE",
     )
+    .prepared()
     .get_result(conn)
     .await
     .optional()?;
@@ -91,6 +94,7 @@ async fn step(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
         diesel::sql_query(
             "INSERT INTO rollup_progress (seq) SELECT seq FROM chain_head ON CONFLICT DO NOTHING",
         )
+        .prepared()
         .execute(conn)
         .await?;
         return Ok(0);
@@ -122,17 +126,21 @@ async fn step(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
     )
     .bind::<Int8, _>(r.done)
     .bind::<Int8, _>(upto)
-    .execute(conn)
+    .prepared().execute(conn)
     .await?;
     diesel::sql_query("UPDATE rollup_progress SET seq = $1")
         .bind::<Int8, _>(upto)
+        .prepared()
         .execute(conn)
         .await?;
     Ok(upto - r.done)
 }
 
 /// The rollup worker: catches up whenever ingest committed (`wake`) and at
-/// least every second (other replicas' ingest, audit's own events).
+/// least every second (other replicas' ingest, audit's own events), but at
+/// most every [`MIN_INTERVAL`]: under steady ingest one pass counts many
+/// commits' events instead of competing with every commit for the CPU.
+/// Readers catch up themselves, so the delay is never visible.
 pub async fn run(
     pool: steward_kit::db::Pool,
     wake: std::sync::Arc<tokio::sync::Notify>,
@@ -148,12 +156,19 @@ pub async fn run(
             Err(error) => tracing::warn!(%error, "activity rollup has no database connection"),
         }
         tokio::select! {
+            _ = tokio::time::sleep(MIN_INTERVAL) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
     }
 }
+
+/// The shortest pause between two passes of the rollup worker.
+pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Days in the ranked window before its last day: start_date = end_date -
 /// WINDOW_DAYS is the range the ranked totals answer.
@@ -172,6 +187,7 @@ pub async fn roll_window(
         last_day: NaiveDate,
     }
     let span: Option<Span> = diesel::sql_query("SELECT last_day FROM activity_window_span")
+        .prepared()
         .get_result(conn)
         .await
         .optional()?;
@@ -179,12 +195,14 @@ pub async fn roll_window(
         Some(s) if s.last_day == today => return Ok(()),
         Some(s) if s.last_day.succ_opt() == Some(today) => {
             diesel::sql_query("SELECT activity_window_shift()")
+                .prepared()
                 .execute(conn)
                 .await?;
         }
         _ => {
             diesel::sql_query("SELECT activity_window_rebuild($1)")
                 .bind::<Date, _>(today)
+                .prepared()
                 .execute(conn)
                 .await?;
         }

@@ -45,7 +45,8 @@ impl BillingApi {
     /// Starts the ledger batchers: call inside the runtime.
     pub fn new(pool: Pool, tokens: PageTokens, config: BillingConfig) -> Self {
         Self {
-            ledger: Batcher::spawn(pool.clone(), config.extra_bonus.clone(), LEDGER_SHARDS),
+            ledger: Batcher::spawn(pool.clone(), config.extra_bonus.clone(), LEDGER_SHARDS)
+                .expect("start the ledger batcher thread"),
             commands: Commands::new(pool, CONSTRAINTS),
             tokens,
             config,

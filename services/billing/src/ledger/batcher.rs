@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use rust_decimal::Decimal;
 use steward_kit::{
     Key,
-    db::Pool,
+    db::{Dedicated, Pool},
     idempotency::{self, Claim},
     outbox::{AuditRecord, record_refusal},
 };
@@ -94,17 +94,23 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts `shards` tasks (at least one); each holds a pooled connection
-    /// only while its batch runs. They end when the last handle is dropped.
-    pub fn spawn(pool: Pool, rules: Vec<ExtraBonusRule>, shards: usize) -> Self {
-        let shards = (0..shards.max(1))
-            .map(|_| {
-                let (tx, rx) = mpsc::channel(QUEUE);
-                tokio::spawn(run(pool.clone(), rules.clone(), rx));
-                tx
-            })
-            .collect();
-        Self { shards }
+    /// Starts `shards` tasks (at least one) on a thread of their own, each
+    /// with a connection of its own (see `steward_kit::db::Dedicated`: a
+    /// batch's round trips are what a hot account's throughput is made
+    /// of). They end when the last handle is dropped.
+    pub fn spawn(pool: Pool, rules: Vec<ExtraBonusRule>, shards: usize) -> std::io::Result<Self> {
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..shards.max(1)).map(|_| mpsc::channel(QUEUE)).unzip();
+        steward_kit::db::spawn_writer_thread("ledger-batcher", move || async move {
+            let tasks: Vec<_> = receivers
+                .into_iter()
+                .map(|rx| tokio::spawn(run(Dedicated::new(pool.clone()), rules.clone(), rx)))
+                .collect();
+            for task in tasks {
+                let _ = task.await;
+            }
+        })?;
+        Ok(Self { shards: senders })
     }
 
     /// Runs `op` in its account's next batch; the response bytes (fresh or
@@ -126,7 +132,7 @@ fn shard_of(user: Uuid, shards: usize) -> usize {
     (user.as_u128() % shards as u128) as usize
 }
 
-async fn run(pool: Pool, rules: Vec<ExtraBonusRule>, mut rx: mpsc::Receiver<Pending>) {
+async fn run(mut conn: Dedicated, rules: Vec<ExtraBonusRule>, mut rx: mpsc::Receiver<Pending>) {
     let mut waiting: VecDeque<Pending> = VecDeque::new();
     loop {
         if waiting.is_empty() {
@@ -157,21 +163,21 @@ async fn run(pool: Pool, rules: Vec<ExtraBonusRule>, mut rx: mpsc::Receiver<Pend
             }
         }
         waiting = later;
-        execute(&pool, &rules, batch).await;
+        execute(&mut conn, &rules, batch).await;
     }
 }
 
-async fn execute(pool: &Pool, rules: &[ExtraBonusRule], batch: Vec<Pending>) {
+async fn execute(conn: &mut Dedicated, rules: &[ExtraBonusRule], batch: Vec<Pending>) {
     let ops: Vec<&MoneyOp> = batch.iter().map(|p| &p.op).collect();
     // Each outcome, and whether it committed (its record with it).
-    let outcomes: Vec<(Result<Vec<u8>, Error>, bool)> = match attempt(pool, rules, &ops).await {
+    let outcomes: Vec<(Result<Vec<u8>, Error>, bool)> = match attempt(conn, rules, &ops).await {
         Ok(outcomes) => outcomes.into_iter().map(|o| (o, true)).collect(),
         Err(e) if ops.len() == 1 => vec![(Err(e), false)],
         Err(e) => {
             tracing::warn!(error = %e, operations = ops.len(), "ledger batch failed; retrying its operations one by one");
             let mut outcomes = Vec::with_capacity(ops.len());
             for op in &ops {
-                outcomes.push(match attempt(pool, rules, &[op]).await {
+                outcomes.push(match attempt(conn, rules, &[op]).await {
                     Ok(mut one) => (
                         one.pop().unwrap_or_else(|| {
                             Err(Error::Internal("the ledger batch lost an operation".into()))
@@ -192,7 +198,7 @@ async fn execute(pool: &Pool, rules: &[ExtraBonusRule], batch: Vec<Pending>) {
         {
             // Refused by a constraint: its transaction rolled back, so it is
             // audited in one of its own, as the command runner does.
-            record_refusal(pool, p.op.record.clone(), e.to_string()).await;
+            record_refusal(conn.pool(), p.op.record.clone(), e.to_string()).await;
         }
         // A caller that went away does not undo its committed operation.
         let _ = p.reply.send(outcome);
@@ -202,14 +208,13 @@ async fn execute(pool: &Pool, rules: &[ExtraBonusRule], batch: Vec<Pending>) {
 /// One transaction for `ops`: per operation its response bytes or its own
 /// refusal; `Err` when the transaction as a whole failed (nothing applied).
 async fn attempt(
-    pool: &Pool,
+    conn: &mut Dedicated,
     rules: &[ExtraBonusRule],
     ops: &[&MoneyOp],
 ) -> Result<Vec<Result<Vec<u8>, Error>>, Error> {
     use diesel_async::AsyncConnection;
 
-    let mut conn = pool.get().await?;
-    conn.transaction::<_, Error, _>(async |conn| {
+    conn.get().await?.transaction::<_, Error, _>(async |conn| {
         {
             let mut outcomes: Vec<Option<Result<Vec<u8>, Error>>> =
                 (0..ops.len()).map(|_| None).collect();
@@ -217,17 +222,24 @@ async fn attempt(
             // Every operation's record, FAILURE for the refused.
             let mut records: Vec<(AuditRecord, Option<String>)> = Vec::new();
 
-            // Keys: replay what was answered before.
+            // Round trip 1: the keys (replay what was answered before) and
+            // the row locks of every operation's account, sent together.
+            // Locking the account of an operation that turns out to be a
+            // replay costs nothing but the lock.
+            let c: &diesel_async::AsyncPgConnection = conn;
             let keyed: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].key.is_some()).collect();
-            let claims = idempotency::claim_many(
-                conn,
-                &keyed
-                    .iter()
-                    .filter_map(|&i| ops[i].key.as_ref())
-                    .map(|k| (k.scope(), k.key(), k.fingerprint()))
-                    .collect::<Vec<_>>(),
-            )
-            .await?;
+            let keys: Vec<_> = keyed
+                .iter()
+                .filter_map(|&i| ops[i].key.as_ref())
+                .map(|k| (k.scope(), k.key(), k.fingerprint()))
+                .collect();
+            let mut users: Vec<Uuid> = ops.iter().map(|op| op.input.user_id).collect();
+            users.sort();
+            users.dedup();
+            let (claims, mut balances) = futures_util::try_join!(
+                async { idempotency::claim_many(c, &keys).await.map_err(Error::from) },
+                async { store::lock_balances(c, &users, &[]).await.map_err(Error::from) },
+            )?;
             for (&i, claim) in keyed.iter().zip(claims) {
                 match claim {
                     Ok(Claim::New) => {}
@@ -247,21 +259,18 @@ async fn attempt(
 
             // Decide in arrival order against the running balances.
             let live: Vec<usize> = (0..ops.len()).filter(|&i| outcomes[i].is_none()).collect();
-            let mut users: Vec<Uuid> = live.iter().map(|&i| ops[i].input.user_id).collect();
-            users.sort();
-            users.dedup();
+            // A first refill of an account creates its row (and locks it).
             let mut create: Vec<Uuid> = live
                 .iter()
                 .filter(|&&i| ops[i].kind == Kind::Refill)
                 .map(|&i| ops[i].input.user_id)
+                .filter(|u| !balances.contains_key(u))
                 .collect();
             create.sort();
             create.dedup();
-            let mut balances = if users.is_empty() {
-                HashMap::new()
-            } else {
-                store::lock_balances(conn, &users, &create).await?
-            };
+            if !create.is_empty() {
+                balances.extend(store::lock_balances(c, &create, &create).await?);
+            }
             let mut entries: Vec<NewEntry> = Vec::new();
             // Per applied operation: its entries' range and balances after.
             let mut applied: HashMap<usize, (std::ops::Range<usize>, Balances)> = HashMap::new();
@@ -296,7 +305,13 @@ async fn attempt(
                 .filter_map(|u| balances.get(&u).map(|b| (u, *b)))
                 .collect();
             touched.sort_by_key(|(u, _)| *u);
-            let stored = store::write_batch(conn, &entries, &touched).await?;
+            // Round trip 2: entries, balances, released keys and audit
+            // records, sent together.
+            let (stored, (), ()) = futures_util::try_join!(
+                async { store::write_batch(c, &entries, &touched).await.map_err(Error::from) },
+                async { idempotency::release_many(c, &released).await.map_err(Error::from) },
+                async { AuditRecord::write_all(c, &records).await.map_err(Error::from) },
+            )?;
 
             let mut remembered: Vec<(&str, &str, Vec<u8>)> = Vec::new();
             for (&i, (range, after)) in &applied {
@@ -309,9 +324,9 @@ async fn attempt(
                 }
                 outcomes[i] = Some(Ok(bytes));
             }
-            idempotency::complete_many(conn, &remembered).await?;
-            idempotency::release_many(conn, &released).await?;
-            AuditRecord::write_all(conn, &records).await?;
+            // Round trip 3: the responses, for replays (they name the
+            // entries' ids, known only now).
+            idempotency::complete_many(c, &remembered).await?;
             Ok(outcomes
                 .into_iter()
                 .map(|o| {

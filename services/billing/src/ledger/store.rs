@@ -1,6 +1,7 @@
 //! Balances and the ledger.
 
 use std::collections::HashMap;
+use steward_kit::db::Prepare;
 
 use chrono::{DateTime, Utc};
 use diesel::{
@@ -162,7 +163,7 @@ pub async fn debit(
 /// [`write_batch`]). Accounts in `create` get a zero row first if they have
 /// none; others without a row are absent from the answer.
 pub async fn lock_balances(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     users: &[Uuid],
     create: &[Uuid],
 ) -> QueryResult<HashMap<Uuid, Balances>> {
@@ -181,7 +182,8 @@ pub async fn lock_balances(
              ON CONFLICT DO NOTHING",
         )
         .bind::<Array<SqlUuid>, _>(create)
-        .execute(conn)
+        .prepared()
+        .execute(&mut conn)
         .await?;
     }
     // Row locks in id order: two batches over the same accounts queue
@@ -191,7 +193,8 @@ pub async fn lock_balances(
          WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE",
     )
     .bind::<Array<SqlUuid>, _>(users)
-    .load(conn)
+    .prepared()
+    .load(&mut conn)
     .await?;
     Ok(rows
         .into_iter()
@@ -224,7 +227,7 @@ pub struct NewEntry {
 /// Writes a batch's entries (one insert, ids in the order given) and its
 /// accounts' final balances (one update); returns the entries as stored.
 pub async fn write_batch(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     entries: &[NewEntry],
     balances: &[(Uuid, Balances)],
 ) -> QueryResult<Vec<Entry>> {
@@ -240,7 +243,8 @@ pub async fn write_batch(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
-    let stored: Vec<Stored> = diesel::sql_query(
+    let mut update_conn = conn;
+    let insert = diesel::sql_query(
         "INSERT INTO ledger (entry_id, user_id, operation, balance_type, amount, balance_after, actor_user_id, notes)
          SELECT e, u, o, t, a::numeric, b::numeric, actor, n
          FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
@@ -256,34 +260,40 @@ pub async fn write_batch(
     .bind::<Array<Text>, _>(entries.iter().map(|e| e.balance_after.to_string()).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(entries.iter().map(|e| e.actor_user_id.as_str()).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(entries.iter().map(|e| e.notes.as_str()).collect::<Vec<_>>())
-    .load(conn)
-    .await?;
+    .prepared()
+    .load::<Stored>(&mut conn);
+    // Sent with the insert, in one round trip.
+    let update = async {
+        if !balances.is_empty() {
+            diesel::sql_query(
+                "UPDATE balances b SET main = v.m::numeric, bonus = v.bo::numeric, updated_at = now()
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS v(u, m, bo)
+                 WHERE b.user_id = v.u",
+            )
+            .bind::<Array<SqlUuid>, _>(balances.iter().map(|b| b.0).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(
+                balances
+                    .iter()
+                    .map(|b| b.1.main.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(
+                balances
+                    .iter()
+                    .map(|b| b.1.bonus.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .prepared()
+            .execute(&mut update_conn)
+            .await?;
+        }
+        Ok(())
+    };
+    let (stored, ()) = futures_util::try_join!(insert, update)?;
     let stored: HashMap<Uuid, (i64, DateTime<Utc>)> = stored
         .into_iter()
         .map(|s| (s.entry_id, (s.id, s.created_at)))
         .collect();
-    if !balances.is_empty() {
-        diesel::sql_query(
-            "UPDATE balances b SET main = v.m::numeric, bonus = v.bo::numeric, updated_at = now()
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS v(u, m, bo)
-             WHERE b.user_id = v.u",
-        )
-        .bind::<Array<SqlUuid>, _>(balances.iter().map(|b| b.0).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(
-            balances
-                .iter()
-                .map(|b| b.1.main.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Text>, _>(
-            balances
-                .iter()
-                .map(|b| b.1.bonus.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .execute(conn)
-        .await?;
-    }
     entries
         .iter()
         .map(|e| {
@@ -336,6 +346,7 @@ pub async fn charge(
     }
     diesel::sql_query("INSERT INTO balances (user_id) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind::<SqlUuid, _>(user_id)
+        .prepared()
         .execute(conn)
         .await?;
     let charged: Option<Charged> = diesel::sql_query(
@@ -363,7 +374,7 @@ pub async fn charge(
     .bind::<SqlUuid, _>(Uuid::now_v7())
     .bind::<Text, _>(notes)
     .bind::<diesel::sql_types::Bool, _>(overdraft == Overdraft::Allowed)
-    .get_result(conn)
+    .prepared().get_result(conn)
     .await
     .optional_row()?;
     Ok(charged.map(|c| {
@@ -409,7 +420,7 @@ pub async fn balances(
         "SELECT user_id, main::text AS main, bonus::text AS bonus FROM balances WHERE user_id = ANY($1)",
     )
     .bind::<Array<SqlUuid>, _>(users)
-    .load(conn)
+    .prepared().load(conn)
     .await?;
     Ok(rows
         .into_iter()
@@ -430,6 +441,7 @@ pub async fn balances(
 pub async fn erase_notes(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<usize> {
     diesel::sql_query("UPDATE ledger SET notes = '' WHERE user_id = $1 AND notes <> ''")
         .bind::<SqlUuid, _>(user_id)
+        .prepared()
         .execute(conn)
         .await
 }

@@ -1,5 +1,6 @@
 //! Building audit events from a request's caller and context.
 
+use crate::db::Prepare;
 use std::{collections::HashMap, time::Instant};
 
 use diesel::QueryResult;
@@ -163,42 +164,43 @@ impl AuditRecord {
         Ok(id)
     }
 
-    /// Writes many events to the outbox in one insert and one notification
-    /// (a batch of commands sharing a transaction); each carries the trace
-    /// context of its own request rather than the writer's.
+    /// Writes many events to the outbox in one insert and one notification,
+    /// sent together (a batch of commands sharing a transaction); each
+    /// carries the trace context of its own request rather than the writer's.
     pub async fn write_all(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         records: &[(AuditRecord, Option<String>)],
     ) -> QueryResult<()> {
-        use diesel::ExpressionMethods;
+        use diesel::sql_types::{Array, Bytea, Nullable, Text, Uuid as SqlUuid};
         use diesel_async::RunQueryDsl;
-
-        use crate::schema::outbox::dsl as o;
 
         if records.is_empty() {
             return Ok(());
         }
-        let rows: Vec<_> = records
-            .iter()
-            .map(|(record, traceparent)| {
-                let (id, event) = record.finish();
-                (
-                    o::destination.eq(super::AUDIT),
-                    o::event_id.eq(id),
-                    o::payload.eq(prost::Message::encode_to_vec(&event)),
-                    o::traceparent.eq(traceparent.clone()),
-                )
-            })
-            .collect();
-        diesel::insert_into(o::outbox)
-            .values(rows)
-            .execute(conn)
-            .await?;
-        diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<diesel::sql_types::Text, _>(super::NOTIFY_CHANNEL)
-            .bind::<diesel::sql_types::Text, _>(super::AUDIT)
-            .execute(conn)
-            .await?;
+        let mut ids = Vec::with_capacity(records.len());
+        let mut payloads = Vec::with_capacity(records.len());
+        let mut parents = Vec::with_capacity(records.len());
+        for (record, traceparent) in records {
+            let (id, event) = record.finish();
+            ids.push(id);
+            payloads.push(prost::Message::encode_to_vec(&event));
+            parents.push(traceparent.clone());
+        }
+        let (mut a, mut b) = (conn, conn);
+        let insert = diesel::sql_query(
+            "INSERT INTO outbox (destination, event_id, payload, traceparent)
+             SELECT $1, e, p, t FROM UNNEST($2::uuid[], $3::bytea[], $4::text[])
+                 WITH ORDINALITY AS x(e, p, t, i)
+             ORDER BY i",
+        )
+        .bind::<Text, _>(super::AUDIT)
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<Bytea>, _>(&payloads)
+        .bind::<Array<Nullable<Text>>, _>(&parents)
+        .prepared()
+        .execute(&mut a);
+        let notify = super::notify(&mut b, super::AUDIT);
+        futures_util::try_join!(insert, notify)?;
         Ok(())
     }
 }

@@ -19,6 +19,7 @@ pub use destinations::{
 };
 pub use relay::{Relay, RelayConfig};
 
+use crate::db::Prepare;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use prost::Message;
@@ -56,27 +57,36 @@ pub const NOTIFY_CHANNEL: &str = "steward_outbox";
 /// Writes one message for `destination`; call inside the transaction of the
 /// change it describes.
 pub async fn enqueue<M: Message>(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     destination: &str,
     event_id: Uuid,
     message: &M,
 ) -> QueryResult<()> {
-    diesel::insert_into(o::outbox)
+    let mut notify_conn = conn;
+    let insert = diesel::insert_into(o::outbox)
         .values((
             o::destination.eq(destination),
             o::event_id.eq(event_id),
             o::payload.eq(message.encode_to_vec()),
             o::traceparent.eq(crate::telemetry::current_traceparent()),
         ))
-        .execute(conn)
-        .await?;
+        .execute(&mut conn);
     // Delivered at commit (and dropped on rollback) by PostgreSQL itself.
+    // Sent with the insert, in one round trip (executed in order).
+    let notify = notify(&mut notify_conn, destination);
+    futures_util::try_join!(insert, notify)?;
+    Ok(())
+}
+
+/// Wakes `destination`'s relays once the transaction commits.
+async fn notify(conn: &mut &AsyncPgConnection, destination: &str) -> QueryResult<()> {
     diesel::sql_query("SELECT pg_notify($1, $2)")
         .bind::<diesel::sql_types::Text, _>(NOTIFY_CHANNEL)
         .bind::<diesel::sql_types::Text, _>(destination)
+        .prepared()
         .execute(conn)
-        .await?;
-    Ok(())
+        .await
+        .map(|_| ())
 }
 
 /// Rows waiting for `destination`, parked ones included (tests).
