@@ -152,7 +152,8 @@ impl Application {
             self.signer.clone(),
             self.deps.config.max_group_events,
             committed.clone(),
-        );
+        )
+        .expect("start the audit writer thread");
         let shared = state::State::new(
             self.deps.pool.clone(),
             writer,

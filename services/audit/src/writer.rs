@@ -7,8 +7,8 @@ use std::{
 };
 
 use chrono::NaiveDate;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
-use steward_kit::db::Pool;
+use diesel_async::AsyncPgConnection;
+use steward_kit::db::{Dedicated, Pool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -69,14 +69,14 @@ pub struct Appended {
 /// Appends events to the chain inside the caller's transaction. Holds the
 /// chain head lock until the transaction ends.
 pub async fn append(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     known: &KnownPartitions,
     signer: &ChainSigner,
     batch: &[Event],
 ) -> diesel::QueryResult<Appended> {
     // Round trip 1: the head (locked), the ids (claimed) and who among the
     // people named was erased, sent together and executed in that order.
-    let c: &AsyncPgConnection = conn;
+    let c = conn;
     // Deduplicated by event id alone (whatever the time it carries).
     let ids: Vec<_> = batch.iter().map(|e| e.event_id).collect();
     let mut people: Vec<&str> = batch
@@ -137,7 +137,6 @@ pub async fn append(
     }
     // Round trip 2: the events and the new signed head, sent together.
     // The activity rollup follows after the commit (store/rollup.rs).
-    let c: &AsyncPgConnection = conn;
     futures_util::try_join!(
         events::insert(c, &rows),
         events::set_head(c, signer, seq, &prev)
@@ -169,18 +168,24 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task; it ends when every `Writer` is dropped.
-    /// `committed` is told after each commit (the activity rollup follows).
+    /// Starts the writer on a thread of its own with a connection of its
+    /// own (`steward_kit::db::Dedicated`: every round trip of a group is
+    /// waited for by every call in it, so they must not queue behind the
+    /// request handlers). It ends when every `Writer` is dropped; the
+    /// receiver resolves then. `committed` is told after each commit (the
+    /// activity rollup follows).
     pub fn start(
         pool: Pool,
         known: KnownPartitions,
         signer: ChainSigner,
         max_events: usize,
         committed: Arc<tokio::sync::Notify>,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
+    ) -> std::io::Result<(Self, oneshot::Receiver<()>)> {
         let (jobs, queue) = mpsc::channel(1024);
-        let task = tokio::spawn(run(pool, known, signer, queue, max_events, committed));
-        (Self { jobs }, task)
+        let done = steward_kit::db::spawn_writer_thread("audit-writer", move || {
+            run(Dedicated::new(pool), known, signer, queue, max_events, committed)
+        })?;
+        Ok((Self { jobs }, done))
     }
 
     /// Stores `events`; resolves after they are committed.
@@ -198,7 +203,7 @@ impl Writer {
 }
 
 async fn run(
-    pool: Pool,
+    mut conn: Dedicated,
     known: KnownPartitions,
     signer: ChainSigner,
     mut queue: mpsc::Receiver<Job>,
@@ -223,7 +228,7 @@ async fn run(
             sizes.push(job.events.len());
             all.append(&mut job.events);
         }
-        let outcome = write(&pool, &known, &signer, &all).await;
+        let outcome = write(&mut conn, &known, &signer, &all).await;
         if outcome.is_ok() {
             committed.notify_one();
             steward_kit::metrics::AUDIT_GROUP_COMMIT_EVENTS.observe("", all.len() as f64);
@@ -241,24 +246,34 @@ async fn run(
     }
 }
 
+/// Why a group could not be written.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("{0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("{0}")]
+    Connection(#[from] steward_kit::db::RunError),
+}
+
 async fn write(
-    pool: &Pool,
+    conn: &mut Dedicated,
     known: &KnownPartitions,
     signer: &ChainSigner,
     events: &[Event],
 ) -> Result<Vec<bool>, String> {
-    let mut conn = pool.get().await.map_err(|e| {
-        tracing::warn!(error = %e, "audit writer has no database connection");
-        "the database is unavailable, retry later".to_owned()
-    })?;
+    // BEGIN travels with the first statements (round trip 1 of append).
     let appended = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| {
-            append(conn, known, signer, events).await
-        })
+        .transaction::<_, WriteError>(async |c| Ok(append(c, known, signer, events).await?))
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "audit ingest transaction failed");
-            "could not store the events, retry later".to_owned()
+        .map_err(|e| match e {
+            WriteError::Connection(e) => {
+                tracing::warn!(error = %e, "audit writer has no database connection");
+                "the database is unavailable, retry later".to_owned()
+            }
+            WriteError::Database(e) => {
+                tracing::error!(error = %e, "audit ingest transaction failed");
+                "could not store the events, retry later".to_owned()
+            }
         })?;
     known.remember(appended.created_months);
     Ok(appended.fresh)

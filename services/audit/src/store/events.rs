@@ -458,14 +458,14 @@ pub async fn outside_chain(conn: &mut AsyncPgConnection, head: i64) -> QueryResu
 /// erased. The salt goes too, so the digest can no longer be tested
 /// against guesses.
 pub async fn erase_subject(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     signer: &ChainSigner,
     user_id: &str,
 ) -> QueryResult<usize> {
     diesel::sql_query("INSERT INTO erased_subjects (user_id) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind::<Text, _>(user_id)
         .prepared()
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     let erased = diesel::update(
         e::events
@@ -485,7 +485,7 @@ pub async fn erase_subject(
         e::pii_erased.eq(true),
     ))
     .returning((e::seq, e::hash))
-    .load::<(i64, Vec<u8>)>(conn)
+    .load::<(i64, Vec<u8>)>(&mut conn)
     .await?;
     // Each erasure signed: a row marked erased without it is a forgery.
     let (seqs, signatures): (Vec<i64>, Vec<Vec<u8>>) = erased
@@ -500,7 +500,7 @@ pub async fn erase_subject(
         .bind::<Array<Int8>, _>(seqs)
         .bind::<Array<Bytea>, _>(signatures)
         .prepared()
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     }
     Ok(erased.len())

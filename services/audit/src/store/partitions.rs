@@ -30,7 +30,7 @@ const CREATE_LOCK: i64 = 0x5374_6577_5061_7274;
 
 /// Creates the partition of `month` unless it exists. In a transaction the
 /// lock is held until it ends; alone, for the statement.
-pub async fn ensure(conn: &mut AsyncPgConnection, month: NaiveDate) -> diesel::QueryResult<()> {
+pub async fn ensure(mut conn: &AsyncPgConnection, month: NaiveDate) -> diesel::QueryResult<()> {
     conn.batch_execute(&format!(
         "SELECT pg_advisory_xact_lock({CREATE_LOCK});
          CREATE TABLE IF NOT EXISTS {} PARTITION OF events FOR VALUES FROM ('{}') TO ('{}')",

@@ -212,9 +212,8 @@ async fn attempt(
     rules: &[ExtraBonusRule],
     ops: &[&MoneyOp],
 ) -> Result<Vec<Result<Vec<u8>, Error>>, Error> {
-    use diesel_async::AsyncConnection;
-
-    conn.get().await?.transaction::<_, Error, _>(async |conn| {
+    // BEGIN goes out with round trip 1 (see `Dedicated::transaction`).
+    conn.transaction::<_, Error>(async |c| {
         {
             let mut outcomes: Vec<Option<Result<Vec<u8>, Error>>> =
                 (0..ops.len()).map(|_| None).collect();
@@ -226,7 +225,6 @@ async fn attempt(
             // the row locks of every operation's account, sent together.
             // Locking the account of an operation that turns out to be a
             // replay costs nothing but the lock.
-            let c: &diesel_async::AsyncPgConnection = conn;
             let keyed: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].key.is_some()).collect();
             let keys: Vec<_> = keyed
                 .iter()
