@@ -183,7 +183,14 @@ impl Writer {
     ) -> std::io::Result<(Self, oneshot::Receiver<()>)> {
         let (jobs, queue) = mpsc::channel(1024);
         let done = steward_kit::db::spawn_writer_thread("audit-writer", move || {
-            run(Dedicated::new(pool), known, signer, queue, max_events, committed)
+            run(
+                Dedicated::new(pool),
+                known,
+                signer,
+                queue,
+                max_events,
+                committed,
+            )
         })?;
         Ok((Self { jobs }, done))
     }

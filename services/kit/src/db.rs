@@ -262,7 +262,11 @@ impl Dedicated {
         let (mut begin, mut end) = (conn, conn);
         let (begun, done) = tokio::join!(begin.batch_execute("BEGIN"), body(conn));
         let outcome = match (begun, done) {
-            (Ok(()), Ok(value)) => end.batch_execute("COMMIT").await.map(|()| value).map_err(E::from),
+            (Ok(()), Ok(value)) => end
+                .batch_execute("COMMIT")
+                .await
+                .map(|()| value)
+                .map_err(E::from),
             (Err(e), _) => Err(E::from(e)),
             (Ok(()), Err(e)) => Err(e),
         };

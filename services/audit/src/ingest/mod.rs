@@ -73,7 +73,9 @@ async fn validate(state: &State, batch: Vec<AuditEvent>) -> Result<Vec<Event>, E
         .catalog
         .refresh_for(
             state.pool(),
-            batch.iter().map(|e| (e.product.as_str(), e.action.as_str())),
+            batch
+                .iter()
+                .map(|e| (e.product.as_str(), e.action.as_str())),
         )
         .await?;
     let now = Utc::now();

@@ -236,7 +236,11 @@ async fn attempt(
             users.dedup();
             let (claims, mut balances) = futures_util::try_join!(
                 async { idempotency::claim_many(c, &keys).await.map_err(Error::from) },
-                async { store::lock_balances(c, &users, &[]).await.map_err(Error::from) },
+                async {
+                    store::lock_balances(c, &users, &[])
+                        .await
+                        .map_err(Error::from)
+                },
             )?;
             for (&i, claim) in keyed.iter().zip(claims) {
                 match claim {
@@ -306,9 +310,21 @@ async fn attempt(
             // Round trip 2: entries, balances, released keys and audit
             // records, sent together.
             let (stored, (), ()) = futures_util::try_join!(
-                async { store::write_batch(c, &entries, &touched).await.map_err(Error::from) },
-                async { idempotency::release_many(c, &released).await.map_err(Error::from) },
-                async { AuditRecord::write_all(c, &records).await.map_err(Error::from) },
+                async {
+                    store::write_batch(c, &entries, &touched)
+                        .await
+                        .map_err(Error::from)
+                },
+                async {
+                    idempotency::release_many(c, &released)
+                        .await
+                        .map_err(Error::from)
+                },
+                async {
+                    AuditRecord::write_all(c, &records)
+                        .await
+                        .map_err(Error::from)
+                },
             )?;
 
             let mut remembered: Vec<(&str, &str, Vec<u8>)> = Vec::new();
