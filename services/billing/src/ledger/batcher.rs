@@ -221,10 +221,11 @@ async fn attempt(
             // Every operation's record, FAILURE for the refused.
             let mut records: Vec<(AuditRecord, Option<String>)> = Vec::new();
 
-            // Round trip 1: the keys (replay what was answered before) and
-            // the row locks of every operation's account, sent together.
-            // Locking the account of an operation that turns out to be a
-            // replay costs nothing but the lock.
+            // Round trip 1: the keys (replay what was answered before), the
+            // row locks of every operation's account, and ids for as many
+            // entries as the batch can write, sent together. Locking the
+            // account of an operation that turns out to be a replay costs
+            // nothing but the lock.
             let keyed: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].key.is_some()).collect();
             let keys: Vec<_> = keyed
                 .iter()
@@ -234,10 +235,16 @@ async fn attempt(
             let mut users: Vec<Uuid> = ops.iter().map(|op| op.input.user_id).collect();
             users.sort();
             users.dedup();
-            let (claims, mut balances) = futures_util::try_join!(
+            let most_entries: i64 = ops.iter().map(|op| most_entries(op, rules)).sum();
+            let (claims, mut balances, (ids, at)) = futures_util::try_join!(
                 async { idempotency::claim_many(c, &keys).await.map_err(Error::from) },
                 async {
                     store::lock_balances(c, &users, &[])
+                        .await
+                        .map_err(Error::from)
+                },
+                async {
+                    store::reserve_ids(c, most_entries)
                         .await
                         .map_err(Error::from)
                 },
@@ -307,11 +314,29 @@ async fn attempt(
                 .filter_map(|u| balances.get(&u).map(|b| (u, *b)))
                 .collect();
             touched.sort_by_key(|(u, _)| *u);
-            // Round trip 2: entries, balances, released keys and audit
-            // records, sent together.
-            let (stored, (), ()) = futures_util::try_join!(
+            let stored = store::entries_at(&entries, &ids, at)
+                .ok_or_else(|| Error::Internal("the ledger batch reserved too few ids".into()))?;
+            let mut remembered: Vec<(&str, &str, Vec<u8>)> = Vec::new();
+            for (&i, (range, after)) in &applied {
+                let bytes = (ops[i].encode)(&Applied {
+                    entries: stored[range.clone()].to_vec(),
+                    balances: *after,
+                });
+                if let Some(k) = &ops[i].key {
+                    remembered.push((k.scope(), k.key(), bytes.clone()));
+                }
+                outcomes[i] = Some(Ok(bytes));
+            }
+            // Round trip 2: entries, balances, the responses remembered for
+            // replays, released keys and audit records, sent together.
+            futures_util::try_join!(
                 async {
-                    store::write_batch(c, &entries, &touched)
+                    store::write_batch(c, &stored, &touched)
+                        .await
+                        .map_err(Error::from)
+                },
+                async {
+                    idempotency::complete_many(c, &remembered)
                         .await
                         .map_err(Error::from)
                 },
@@ -326,21 +351,6 @@ async fn attempt(
                         .map_err(Error::from)
                 },
             )?;
-
-            let mut remembered: Vec<(&str, &str, Vec<u8>)> = Vec::new();
-            for (&i, (range, after)) in &applied {
-                let bytes = (ops[i].encode)(&Applied {
-                    entries: stored[range.clone()].to_vec(),
-                    balances: *after,
-                });
-                if let Some(k) = &ops[i].key {
-                    remembered.push((k.scope(), k.key(), bytes.clone()));
-                }
-                outcomes[i] = Some(Ok(bytes));
-            }
-            // Round trip 3: the responses, for replays (they name the
-            // entries' ids, known only now).
-            idempotency::complete_many(c, &remembered).await?;
             Ok(outcomes
                 .into_iter()
                 .map(|o| {
@@ -350,6 +360,20 @@ async fn attempt(
         }
     })
     .await
+}
+
+/// The entries `op` writes if applied: one, and a main refill's extra
+/// bonus.
+fn most_entries(op: &MoneyOp, rules: &[ExtraBonusRule]) -> i64 {
+    match op.kind {
+        Kind::Refill
+            if op.input.balance_type == BalanceType::Main
+                && tariff::extra_bonus(rules, op.input.amount).is_some() =>
+        {
+            2
+        }
+        _ => 1,
+    }
 }
 
 /// Applies one operation to its account's running balances (`None`: the

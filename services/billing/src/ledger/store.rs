@@ -224,84 +224,40 @@ pub struct NewEntry {
     pub notes: String,
 }
 
-/// Writes a batch's entries (one insert, ids in the order given) and its
-/// accounts' final balances (one update); returns the entries as stored.
-pub async fn write_batch(
+/// Ids for `n` entries (ascending) and the transaction's time, which is
+/// what the ledger's defaults would give them: reserved in a batch's first
+/// round trip, they let its responses be built before its writes, so the
+/// writes and the remembered responses travel together. Ids a batch does
+/// not use are gaps, as a rolled-back insert leaves.
+pub async fn reserve_ids(
     mut conn: &AsyncPgConnection,
-    entries: &[NewEntry],
-    balances: &[(Uuid, Balances)],
-) -> QueryResult<Vec<Entry>> {
+    n: i64,
+) -> QueryResult<(Vec<i64>, DateTime<Utc>)> {
     #[derive(QueryableByName)]
-    struct Stored {
-        #[diesel(sql_type = SqlUuid)]
-        entry_id: Uuid,
-        #[diesel(sql_type = BigInt)]
-        id: i64,
+    struct Reserved {
+        #[diesel(sql_type = Array<BigInt>)]
+        ids: Vec<i64>,
         #[diesel(sql_type = Timestamptz)]
-        created_at: DateTime<Utc>,
+        at: DateTime<Utc>,
     }
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut update_conn = conn;
-    let insert = diesel::sql_query(
-        "INSERT INTO ledger (entry_id, user_id, operation, balance_type, amount, balance_after, actor_user_id, notes)
-         SELECT e, u, o, t, a::numeric, b::numeric, actor, n
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-              WITH ORDINALITY AS x(e, u, o, t, a, b, actor, n, i)
-         ORDER BY i
-         RETURNING entry_id, id, created_at",
+    let r: Reserved = diesel::sql_query(
+        "SELECT ARRAY(SELECT nextval('ledger_id_seq') FROM generate_series(1, $1)) AS ids,
+                now() AS at",
     )
-    .bind::<Array<SqlUuid>, _>(entries.iter().map(|e| e.entry_id).collect::<Vec<_>>())
-    .bind::<Array<SqlUuid>, _>(entries.iter().map(|e| e.user_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(entries.iter().map(|e| e.operation.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(entries.iter().map(|e| e.balance_type.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(entries.iter().map(|e| e.amount.to_string()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(entries.iter().map(|e| e.balance_after.to_string()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(entries.iter().map(|e| e.actor_user_id.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(entries.iter().map(|e| e.notes.as_str()).collect::<Vec<_>>())
+    .bind::<BigInt, _>(n)
     .prepared()
-    .load::<Stored>(&mut conn);
-    // Sent with the insert, in one round trip.
-    let update = async {
-        if !balances.is_empty() {
-            diesel::sql_query(
-                "UPDATE balances b SET main = v.m::numeric, bonus = v.bo::numeric, updated_at = now()
-                 FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS v(u, m, bo)
-                 WHERE b.user_id = v.u",
-            )
-            .bind::<Array<SqlUuid>, _>(balances.iter().map(|b| b.0).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(
-                balances
-                    .iter()
-                    .map(|b| b.1.main.to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Text>, _>(
-                balances
-                    .iter()
-                    .map(|b| b.1.bonus.to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .prepared()
-            .execute(&mut update_conn)
-            .await?;
-        }
-        Ok(())
-    };
-    let (stored, ()) = futures_util::try_join!(insert, update)?;
-    let stored: HashMap<Uuid, (i64, DateTime<Utc>)> = stored
-        .into_iter()
-        .map(|s| (s.entry_id, (s.id, s.created_at)))
-        .collect();
-    entries
-        .iter()
-        .map(|e| {
-            let (id, created_at) = stored
-                .get(&e.entry_id)
-                .copied()
-                .ok_or(diesel::result::Error::NotFound)?;
-            Ok(Entry {
+    .get_result(&mut conn)
+    .await?;
+    Ok((r.ids, r.at))
+}
+
+/// Entries as they will be stored, with ids from [`reserve_ids`].
+pub fn entries_at(entries: &[NewEntry], ids: &[i64], at: DateTime<Utc>) -> Option<Vec<Entry>> {
+    (ids.len() >= entries.len()).then(|| {
+        entries
+            .iter()
+            .zip(ids)
+            .map(|(e, &id)| Entry {
                 id,
                 entry_id: e.entry_id,
                 user_id: e.user_id,
@@ -311,10 +267,89 @@ pub async fn write_batch(
                 balance_after: e.balance_after,
                 actor_user_id: e.actor_user_id.clone(),
                 notes: e.notes.clone(),
-                created_at,
+                created_at: at,
             })
-        })
-        .collect()
+            .collect()
+    })
+}
+
+/// Writes a batch's entries (one insert) and its accounts' final balances
+/// (one update), sent together.
+pub async fn write_batch(
+    mut conn: &AsyncPgConnection,
+    entries: &[Entry],
+    balances: &[(Uuid, Balances)],
+) -> QueryResult<()> {
+    let mut update_conn = conn;
+    let insert = async {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        diesel::sql_query(
+            "INSERT INTO ledger (id, entry_id, user_id, operation, balance_type, amount,
+                                 balance_after, actor_user_id, notes, created_at)
+             SELECT id, e, u, o, t, a::numeric, b::numeric, actor, n, $10
+             FROM UNNEST($1::int8[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                         $7::text[], $8::text[], $9::text[]) AS x(id, e, u, o, t, a, b, actor, n)",
+        )
+        .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.id).collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(entries.iter().map(|e| e.entry_id).collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(entries.iter().map(|e| e.user_id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            entries
+                .iter()
+                .map(|e| e.operation.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            entries
+                .iter()
+                .map(|e| e.balance_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            entries
+                .iter()
+                .map(|e| e.amount.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            entries
+                .iter()
+                .map(|e| e.balance_after.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            entries
+                .iter()
+                .map(|e| e.actor_user_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(entries.iter().map(|e| e.notes.as_str()).collect::<Vec<_>>())
+        .bind::<Timestamptz, _>(entries[0].created_at)
+        .prepared()
+        .execute(&mut conn)
+        .await
+    };
+    let update =
+        async {
+            if balances.is_empty() {
+                return Ok(0);
+            }
+            diesel::sql_query(
+            "UPDATE balances b SET main = v.m::numeric, bonus = v.bo::numeric, updated_at = now()
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS v(u, m, bo)
+             WHERE b.user_id = v.u",
+        )
+        .bind::<Array<SqlUuid>, _>(balances.iter().map(|b| b.0).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(balances.iter().map(|b| b.1.main.to_string()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(balances.iter().map(|b| b.1.bonus.to_string()).collect::<Vec<_>>())
+        .prepared()
+        .execute(&mut update_conn)
+        .await
+        };
+    futures_util::try_join!(insert, update)?;
+    Ok(())
 }
 
 /// Whether a charge may take the main balance below zero.
