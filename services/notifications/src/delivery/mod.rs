@@ -8,6 +8,7 @@
 //! after the lease.
 
 pub mod commands;
+pub mod connections;
 pub mod store;
 pub mod transport;
 

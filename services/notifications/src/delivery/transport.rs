@@ -5,15 +5,12 @@
 use std::{path::PathBuf, time::Duration};
 
 use lettre::{
-    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    AsyncFileTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, MultiPart, SinglePart, header::ContentType},
-    transport::smtp::{
-        AsyncSmtpTransportBuilder, PoolConfig,
-        authentication::Credentials,
-        client::{Tls, TlsParameters},
-        extension::ClientId,
-    },
+    transport::smtp::{authentication::Credentials, client::TlsParameters, extension::ClientId},
 };
+
+use super::connections::{SendError, SmtpConnections};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -88,54 +85,58 @@ pub struct Mailer {
 }
 
 enum Kind {
-    Pooled(AsyncSmtpTransport<Tokio1Executor>),
-    /// A fresh transport (so a fresh connection) per mail, closed after it.
-    PerMail(AsyncSmtpTransportBuilder),
+    /// Kept connections (`notifications.smtp.pool`), or one per mail.
+    Smtp(SmtpConnections),
     File {
         transport: AsyncFileTransport<Tokio1Executor>,
         dir: PathBuf,
     },
 }
 
-fn builder(
+fn connections(
     smtp: &SmtpConfig,
     host: &str,
     timeout: Duration,
-) -> Result<AsyncSmtpTransportBuilder, String> {
-    let tls = match smtp.tls {
-        TlsMode::None => Tls::None,
-        mode => {
-            let params = TlsParameters::new(host.to_owned())
-                .map_err(|e| format!("notifications.smtp.tls: {e}"))?;
-            if mode == TlsMode::Tls {
-                Tls::Wrapper(params)
-            } else {
-                Tls::Required(params)
-            }
-        }
+) -> Result<SmtpConnections, String> {
+    let tls_parameters = match smtp.tls {
+        TlsMode::None => None,
+        _ => Some(
+            TlsParameters::new(host.to_owned())
+                .map_err(|e| format!("notifications.smtp.tls: {e}"))?,
+        ),
     };
-    let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-        .port(smtp.port)
-        .tls(tls)
-        .timeout(Some(timeout));
-    if let Some(name) = &smtp.hello_name {
-        b = b.hello_name(ClientId::Domain(name.clone()));
-    }
-    match (&smtp.username, &smtp.password) {
-        (Some(user), Some(password)) => {
-            b = b.credentials(Credentials::new(
-                user.clone(),
-                password.expose_secret().to_owned(),
-            ));
-        }
-        (None, None) => {}
+    let hello = match &smtp.hello_name {
+        Some(name) => ClientId::Domain(name.clone()),
+        None => ClientId::default(),
+    };
+    let credentials = match (&smtp.username, &smtp.password) {
+        (Some(user), Some(password)) => Some(Credentials::new(
+            user.clone(),
+            password.expose_secret().to_owned(),
+        )),
+        (None, None) => None,
         _ => {
             return Err(
                 "notifications.smtp: username and password are set together or not at all".into(),
             );
         }
-    }
-    Ok(b)
+    };
+    // Without the pool, every mail opens its own connection and closes it.
+    let keep = if smtp.pool {
+        smtp.pool_size.max(1) as usize
+    } else {
+        0
+    };
+    Ok(SmtpConnections::new(
+        host.to_owned(),
+        smtp.port,
+        smtp.tls,
+        tls_parameters,
+        hello,
+        credentials,
+        timeout,
+        keep,
+    ))
 }
 
 impl Mailer {
@@ -152,21 +153,7 @@ impl Mailer {
             Some(host) if host.trim().is_empty() => {
                 return Err("notifications.smtp.host: empty".into());
             }
-            Some(host) => {
-                let b = builder(&config.smtp, host, timeout)?;
-                if config.smtp.pool {
-                    Kind::Pooled(
-                        b.pool_config(
-                            PoolConfig::new()
-                                .max_size(config.smtp.pool_size.max(1))
-                                .idle_timeout(Duration::from_secs(60)),
-                        )
-                        .build(),
-                    )
-                } else {
-                    Kind::PerMail(b)
-                }
-            }
+            Some(host) => Kind::Smtp(connections(&config.smtp, host, timeout)?),
             None => {
                 let dir = config
                     .mail_dir
@@ -235,17 +222,11 @@ impl Mailer {
             Err(error) => return Outcome::Permanent { code: 0, error },
         };
         match &self.kind {
-            Kind::Pooled(transport) => smtp_outcome(transport.send(message).await),
-            Kind::PerMail(builder) => {
-                let transport = builder
-                    .clone()
-                    .pool_config(PoolConfig::new().max_size(1).min_idle(0))
-                    .build::<Tokio1Executor>();
-                let result = transport.send(message).await;
-                // QUIT and close now, not at the pool's idle timeout.
-                transport.shutdown().await;
-                smtp_outcome(result)
-            }
+            Kind::Smtp(connections) => smtp_outcome(
+                connections
+                    .send(message.envelope(), &message.formatted())
+                    .await,
+            ),
             Kind::File { transport, dir } => match transport.send(message).await {
                 Ok(id) => Outcome::Sent {
                     reply: format!("written to {}", dir.join(format!("{id}.eml")).display()),
@@ -259,8 +240,13 @@ impl Mailer {
 }
 
 fn smtp_outcome(
-    result: Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error>,
+    result: Result<lettre::transport::smtp::response::Response, SendError>,
 ) -> Outcome {
+    let result = match result {
+        Err(SendError::Connect(error)) => return Outcome::Transient { error },
+        Err(SendError::Smtp(e)) => Err(e),
+        Ok(response) => Ok(response),
+    };
     match result {
         Ok(response) => Outcome::Sent {
             reply: format!(
