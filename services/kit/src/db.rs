@@ -66,9 +66,15 @@ fn check_schema(schema: &str) {
 pub async fn connect(url: &str, schema: &str) -> ConnectionResult<AsyncPgConnection> {
     check_schema(schema);
     let mut conn = AsyncPgConnection::establish(url).await?;
-    conn.batch_execute(&format!("SET search_path TO {schema}, public"))
-        .await
-        .map_err(|e| ConnectionError::BadConnection(format!("set search_path: {e}")))?;
+    // Statements are prepared once per connection (diesel's DSL and
+    // `Prepare`) but planned for the values of each execution: a generic
+    // plan fixed while a table was small (a join on a hash of the whole
+    // table, say) would otherwise stay as it grows.
+    conn.batch_execute(&format!(
+        "SET search_path TO {schema}, public; SET plan_cache_mode TO force_custom_plan"
+    ))
+    .await
+    .map_err(|e| ConnectionError::BadConnection(format!("set search_path: {e}")))?;
     Ok(conn)
 }
 
@@ -159,10 +165,8 @@ pub async fn migrate(
 /// parses and plans it again (most of the server's time on a short
 /// statement, and it serialises statements meant to be pipelined).
 /// Only for SQL text written in the code (the cache is keyed by the text,
-/// so generated text would grow it without bound), and for statements
-/// whose plan does not hinge on the values bound (after five executions
-/// PostgreSQL may keep one generic plan): filter-driven list queries stay
-/// plain `sql_query`.
+/// so generated text would grow it without bound). Plans are still made
+/// per execution ([`connect`] sets `plan_cache_mode`).
 pub trait Prepare: Sized {
     fn prepared(self) -> Prepared<Self> {
         Prepared(self)

@@ -239,9 +239,7 @@ impl Mailer {
     }
 }
 
-fn smtp_outcome(
-    result: Result<lettre::transport::smtp::response::Response, SendError>,
-) -> Outcome {
+fn smtp_outcome(result: Result<lettre::transport::smtp::response::Response, SendError>) -> Outcome {
     let result = match result {
         Err(SendError::Connect(error)) => return Outcome::Transient { error },
         Err(SendError::Smtp(e)) => Err(e),
