@@ -101,14 +101,13 @@ impl SmtpConnections {
                 conn
             }
         };
-        if let Some(credentials) = &self.credentials {
-            if let Err(e) = conn
+        if let Some(credentials) = &self.credentials
+            && let Err(e) = conn
                 .auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await
-            {
-                conn.abort().await;
-                return Err(e.into());
-            }
+        {
+            conn.abort().await;
+            return Err(e.into());
         }
         Ok(conn)
     }
