@@ -364,6 +364,41 @@ async fn a_5xx_fails_at_once_and_suppresses_the_address() {
 }
 
 #[tokio::test]
+async fn a_kept_connection_the_server_closed_is_replaced_within_the_attempt() {
+    let first = Sink::start().await;
+    let port = first.port;
+    let app = spawn(smtp_config(port)).await;
+    let n = notification("user.status.suspended", &["kept-1@example.com"], &[]);
+    let user_id = n.subject_user_id.clone();
+    enqueue(&app, vec![n]).await;
+    first.wait_for(1, WAIT).await;
+    settled(&app, &user_id, 1).await;
+    // The server goes away with the connection the pool kept, and comes
+    // back on the same port.
+    first.stop().await;
+    let second = Sink::start_on(port, 2).await;
+    enqueue(
+        &app,
+        vec![notification(
+            "user.status.activated",
+            &["kept-2@example.com"],
+            &[],
+        )],
+    )
+    .await;
+    let got = second.wait_for(1, WAIT).await;
+    assert_eq!(got[0].to, ["kept-2@example.com"]);
+    let mails = settled(&app, &user_id, 2).await;
+    assert!(
+        mails
+            .iter()
+            .all(|m| m.status == pb::MailStatus::Sent as i32 && m.attempts == 1),
+        "sent at the first attempt, the dead connection replaced: {mails:#?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_redelivered_request_is_sent_once() {
     let sink = Sink::start().await;
     let app = spawn(smtp_config(sink.port)).await;

@@ -52,6 +52,15 @@ impl Sink {
     }
 
     pub async fn start_with(greylist: u32) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Self::start_on(port, greylist).await
+    }
+
+    /// Starts the sink on `port` (another sink's, once that one stopped).
+    pub async fn start_on(port: u16, greylist: u32) -> Self {
         let probe = std::process::Command::new("python3")
             .args(["-c", "import aiosmtpd"])
             .output();
@@ -65,10 +74,6 @@ impl Sink {
                 panic!("the SMTP sink needs python3 with aiosmtpd (pip install aiosmtpd): {e}")
             }
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
         let dir = temp_dir("steward-smtp-sink");
         let mut child = Command::new("python3")
             .arg(script())
@@ -89,6 +94,12 @@ impl Sink {
             .expect("read the SMTP sink's output");
         assert_eq!(ready, Some(format!("ready {port}")), "the SMTP sink said");
         Self { child, port, dir }
+    }
+
+    /// Stops the server process (its connections close with it) and waits
+    /// until it is gone, so its port is free again.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
     }
 
     /// Every complete message so far, in arrival order.
