@@ -77,6 +77,9 @@ impl Default for AuditConfig {
 
 pub struct Deps {
     pub pool: Pool,
+    /// The pool's database: the ingest writer opens its COPY connection
+    /// there.
+    pub database_url: String,
     pub security: Security,
     pub page_tokens: PageTokens,
     pub server: ServerConfig,
@@ -148,6 +151,7 @@ impl Application {
         let committed = Arc::new(tokio::sync::Notify::new());
         let (writer, writer_task) = writer::Writer::start(
             self.deps.pool.clone(),
+            &self.deps.database_url,
             known.clone(),
             self.signer.clone(),
             self.deps.config.max_group_events,

@@ -142,6 +142,7 @@ impl Suite {
             db::migrate(url, audit::SCHEMA, audit::MIGRATIONS).await?;
             let app = audit::Application::build(audit::Deps {
                 pool: db::pool(url, audit::SCHEMA, &config.pool).await?,
+                database_url: url.to_owned(),
                 security: resolved.security(&revocations)?,
                 page_tokens: resolved.page_tokens(),
                 server: config.server.clone(),

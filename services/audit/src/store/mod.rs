@@ -1,6 +1,8 @@
-//! Diesel queries of the audit schema, returning `QueryResult`.
+//! Diesel queries of the audit schema, returning `QueryResult`, and the
+//! writer's COPY path on tokio-postgres (`copy.rs`).
 
 pub mod catalog;
+pub mod copy;
 pub mod events;
 pub mod partitions;
 pub mod retention;
