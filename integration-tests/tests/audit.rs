@@ -1500,8 +1500,11 @@ async fn large_batches_are_stored_whole_chained_and_once() {
     )
     .await;
     assert_eq!(erased.len(), 30);
-    assert!(erased.iter().all(|s| s.personal_data_erased
-        && s.event.as_ref().unwrap().client_ip.is_empty()));
+    assert!(
+        erased
+            .iter()
+            .all(|s| s.personal_data_erased && s.event.as_ref().unwrap().client_ip.is_empty())
+    );
     let check = verify(&app).await;
     assert!(check.ok, "{check:?}");
     app.stop().await;

@@ -324,3 +324,82 @@ async fn hot_account_batches_lose_nothing_and_apply_once() {
     };
     assert_eq!(count as usize, rows.len());
 }
+
+/// First refills of accounts that sort below an account the same batch
+/// already holds: the batch starts again creating them first (rows are
+/// always locked in account order), and every refill lands once.
+#[tokio::test]
+async fn new_accounts_sorting_below_locked_ones_are_created_in_order() {
+    let app = TestApp::spawn_with(Options {
+        billing: Some(steward_billing::BillingConfig::default()),
+        ..Options::default()
+    })
+    .await;
+    // All in one shard (`shard_of`: the id modulo 4), the existing account
+    // highest.
+    let high = "ffffffff-ffff-7fff-bfff-fffffffffff0".to_string();
+    let lows: Vec<String> = (1..=8)
+        .map(|i| format!("00000000-0000-7000-8000-0000000000{:02x}", i * 4))
+        .collect();
+    let refill = |user: &str, key: String| pb::RefillRequest {
+        request_id: key,
+        user_id: user.into(),
+        amount: money("1.5"),
+        balance_type: pb::BalanceType::Main as i32,
+        notes: String::new(),
+    };
+    app.billing()
+        .refill(refill(&high, "seed".into()))
+        .await
+        .unwrap();
+    let start = Arc::new(tokio::sync::Barrier::new(32));
+    let mut tasks = Vec::new();
+    for c in 0..32 {
+        let mut billing = app.billing();
+        let start = start.clone();
+        let user = if c % 2 == 0 {
+            high.clone()
+        } else {
+            lows[(c / 2) % lows.len()].clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            for k in 0..4 {
+                billing
+                    .refill(refill(&user, format!("r-{c}-{k}")))
+                    .await
+                    .expect("refill");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let balance = |user: String| {
+        let mut billing = app.billing();
+        async move {
+            billing
+                .get_balance(pb::GetBalanceRequest { user_id: user })
+                .await
+                .unwrap()
+                .into_inner()
+                .balance
+                .unwrap()
+                .main
+                .unwrap()
+                .value
+        }
+    };
+    // 1 seed + 16 clients x 4 on the high account; 2 clients x 4 on each low.
+    assert_eq!(
+        balance(high.clone()).await.parse::<Decimal>().unwrap(),
+        Decimal::new(975, 1)
+    );
+    for low in &lows {
+        assert_eq!(
+            balance(low.clone()).await.parse::<Decimal>().unwrap(),
+            Decimal::new(120, 1)
+        );
+    }
+    app.stop().await;
+}

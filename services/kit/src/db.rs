@@ -238,11 +238,14 @@ impl Dedicated {
             self.in_transaction = false;
         }
         if self.conn.is_none() {
-            let conn = self
-                .pool
-                .dedicated_connection()
-                .await
-                .map_err(bb8::RunError::User)?;
+            // Bounded like a pool checkout (bb8's timeout does not apply).
+            let conn = tokio::time::timeout(
+                self.pool.config().connection_timeout,
+                self.pool.dedicated_connection(),
+            )
+            .await
+            .map_err(|_| bb8::RunError::TimedOut)?
+            .map_err(bb8::RunError::User)?;
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("opened above"))
@@ -252,7 +255,11 @@ impl Dedicated {
     /// first statements (one round trip fewer than diesel's transactions);
     /// COMMIT when it returns `Ok`. On any error the transaction is rolled
     /// back, and the connection dropped if even that fails. Statements the
-    /// body sends together run in the order their futures were created.
+    /// body joins run in the order their futures are first polled.
+    ///
+    /// The body must return every statement's error: PostgreSQL answers
+    /// COMMIT of a failed transaction with a rollback, not an error, so a
+    /// swallowed failure would be reported as committed.
     pub async fn transaction<T, E>(
         &mut self,
         body: impl AsyncFnOnce(&AsyncPgConnection) -> Result<T, E>,

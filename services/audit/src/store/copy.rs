@@ -60,6 +60,18 @@ const TYPES: [Type; 29] = [
     Type::BYTEA,
 ];
 
+/// Why the COPY path failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("{0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("connecting to the database timed out")]
+    ConnectTimeout,
+}
+
+/// How long opening the connection may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 struct Prepared {
     lock_head: Statement,
     claim: Statement,
@@ -84,12 +96,15 @@ impl CopyConnection {
         }
     }
 
-    async fn get(&mut self) -> Result<&(Client, Prepared), tokio_postgres::Error> {
+    async fn get(&mut self) -> Result<&(Client, Prepared), CopyError> {
         if self.open.as_ref().is_some_and(|(c, _)| c.is_closed()) {
             self.open = None;
         }
         if self.open.is_none() {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+            let (client, connection) =
+                tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(&self.url, NoTls))
+                    .await
+                    .map_err(|_| CopyError::ConnectTimeout)??;
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::warn!(%error, "audit writer's COPY connection ended");
@@ -136,7 +151,7 @@ impl CopyConnection {
         &mut self,
         signer: &ChainSigner,
         batch: &[Event],
-    ) -> Result<Option<Vec<bool>>, tokio_postgres::Error> {
+    ) -> Result<Option<Vec<bool>>, CopyError> {
         let (client, st) = self.get().await?;
         let ids: Vec<Uuid> = batch.iter().map(|e| e.event_id).collect();
         let mut people: Vec<&str> = batch

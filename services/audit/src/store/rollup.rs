@@ -137,7 +137,7 @@ async fn step(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
 }
 
 /// The rollup worker: catches up whenever ingest committed (`wake`) and at
-/// least every second (other replicas' ingest, audit's own events), but at
+/// least every 1.25 s (other replicas' ingest, audit's own events), but at
 /// most every [`MIN_INTERVAL`]: under steady ingest one pass counts many
 /// commits' events instead of competing with every commit for the CPU.
 /// Readers catch up themselves, so the delay is never visible.

@@ -101,10 +101,16 @@ impl Batcher {
     pub fn spawn(pool: Pool, rules: Vec<ExtraBonusRule>, shards: usize) -> std::io::Result<Self> {
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..shards.max(1)).map(|_| mpsc::channel(QUEUE)).unzip();
+        // Refusals are recorded through the pool on the main runtime, so
+        // pooled connections are never opened (and driven) on this thread.
+        let main = tokio::runtime::Handle::current();
         steward_kit::db::spawn_writer_thread("ledger-batcher", move || async move {
             let tasks: Vec<_> = receivers
                 .into_iter()
-                .map(|rx| tokio::spawn(run(Dedicated::new(pool.clone()), rules.clone(), rx)))
+                .map(|rx| {
+                    let conn = Dedicated::new(pool.clone());
+                    tokio::spawn(run(conn, main.clone(), rules.clone(), rx))
+                })
                 .collect();
             for task in tasks {
                 let _ = task.await;
@@ -132,7 +138,12 @@ fn shard_of(user: Uuid, shards: usize) -> usize {
     (user.as_u128() % shards as u128) as usize
 }
 
-async fn run(mut conn: Dedicated, rules: Vec<ExtraBonusRule>, mut rx: mpsc::Receiver<Pending>) {
+async fn run(
+    mut conn: Dedicated,
+    main: tokio::runtime::Handle,
+    rules: Vec<ExtraBonusRule>,
+    mut rx: mpsc::Receiver<Pending>,
+) {
     let mut waiting: VecDeque<Pending> = VecDeque::new();
     loop {
         if waiting.is_empty() {
@@ -163,11 +174,16 @@ async fn run(mut conn: Dedicated, rules: Vec<ExtraBonusRule>, mut rx: mpsc::Rece
             }
         }
         waiting = later;
-        execute(&mut conn, &rules, batch).await;
+        execute(&mut conn, &main, &rules, batch).await;
     }
 }
 
-async fn execute(conn: &mut Dedicated, rules: &[ExtraBonusRule], batch: Vec<Pending>) {
+async fn execute(
+    conn: &mut Dedicated,
+    main: &tokio::runtime::Handle,
+    rules: &[ExtraBonusRule],
+    batch: Vec<Pending>,
+) {
     let ops: Vec<&MoneyOp> = batch.iter().map(|p| &p.op).collect();
     // Each outcome, and whether it committed (its record with it).
     let outcomes: Vec<(Result<Vec<u8>, Error>, bool)> = match attempt(conn, rules, &ops).await {
@@ -198,10 +214,40 @@ async fn execute(conn: &mut Dedicated, rules: &[ExtraBonusRule], batch: Vec<Pend
         {
             // Refused by a constraint: its transaction rolled back, so it is
             // audited in one of its own, as the command runner does.
-            record_refusal(conn.pool(), p.op.record.clone(), e.to_string()).await;
+            let (pool, record, reason) = (conn.pool().clone(), p.op.record.clone(), e.to_string());
+            let _ = main
+                .spawn(async move { record_refusal(&pool, record, reason).await })
+                .await;
         }
         // A caller that went away does not undo its committed operation.
         let _ = p.reply.send(outcome);
+    }
+}
+
+/// Why a batch's transaction ended without committing.
+enum Abort {
+    Failed(Error),
+    /// Accounts without a row, which sort below accounts already locked:
+    /// locking them now could deadlock with a batch of another replica that
+    /// locks in order, so the batch starts again and creates them first.
+    Reorder(Vec<Uuid>),
+}
+
+impl From<Error> for Abort {
+    fn from(e: Error) -> Self {
+        Abort::Failed(e)
+    }
+}
+
+impl From<diesel::result::Error> for Abort {
+    fn from(e: diesel::result::Error) -> Self {
+        Abort::Failed(e.into())
+    }
+}
+
+impl From<steward_kit::db::RunError> for Abort {
+    fn from(e: steward_kit::db::RunError) -> Self {
+        Abort::Failed(e.into())
     }
 }
 
@@ -212,8 +258,29 @@ async fn attempt(
     rules: &[ExtraBonusRule],
     ops: &[&MoneyOp],
 ) -> Result<Vec<Result<Vec<u8>, Error>>, Error> {
+    match attempt_creating(conn, rules, ops, &[]).await {
+        Err(Abort::Reorder(create)) => match attempt_creating(conn, rules, ops, &create).await {
+            Err(Abort::Failed(e)) => Err(e),
+            Err(Abort::Reorder(_)) => Err(Error::Internal(
+                "the ledger batch found accounts missing twice".into(),
+            )),
+            Ok(outcomes) => Ok(outcomes),
+        },
+        Err(Abort::Failed(e)) => Err(e),
+        Ok(outcomes) => Ok(outcomes),
+    }
+}
+
+/// [`attempt`], creating the rows of `create` (and locking them in order
+/// with the others) in the first round trip.
+async fn attempt_creating(
+    conn: &mut Dedicated,
+    rules: &[ExtraBonusRule],
+    ops: &[&MoneyOp],
+    create_first: &[Uuid],
+) -> Result<Vec<Result<Vec<u8>, Error>>, Abort> {
     // BEGIN goes out with round trip 1 (see `Dedicated::transaction`).
-    conn.transaction::<_, Error>(async |c| {
+    conn.transaction::<_, Abort>(async |c| {
         {
             let mut outcomes: Vec<Option<Result<Vec<u8>, Error>>> =
                 (0..ops.len()).map(|_| None).collect();
@@ -239,7 +306,7 @@ async fn attempt(
             let (claims, mut balances, (ids, at)) = futures_util::try_join!(
                 async { idempotency::claim_many(c, &keys).await.map_err(Error::from) },
                 async {
-                    store::lock_balances(c, &users, &[])
+                    store::lock_balances(c, &users, create_first)
                         .await
                         .map_err(Error::from)
                 },
@@ -278,6 +345,12 @@ async fn attempt(
             create.sort();
             create.dedup();
             if !create.is_empty() {
+                // Rows are locked in account order: new ones after the
+                // locked ones only if they sort after them all.
+                let highest = balances.keys().max();
+                if create_first.is_empty() && highest.is_some_and(|h| create[0] < *h) {
+                    return Err(Abort::Reorder(create));
+                }
                 balances.extend(store::lock_balances(c, &create, &create).await?);
             }
             let mut entries: Vec<NewEntry> = Vec::new();

@@ -135,8 +135,9 @@ impl SmtpConnections {
     }
 
     /// Sends one message: on a kept connection when there is one, else on
-    /// a new one. A kept connection the server closed in the meantime
-    /// fails before any reply; the message then goes on a new connection.
+    /// a new one. A kept connection the server closed in the meantime fails
+    /// without a reply, or with 421 (closing): nothing was accepted, so the
+    /// message then goes on a new connection.
     pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Response, SendError> {
         if let Some(mut conn) = self.take_idle() {
             match conn.send(envelope, message).await {
@@ -144,8 +145,8 @@ impl SmtpConnections {
                     self.release(conn).await;
                     return Ok(response);
                 }
-                // The server answered (4xx/5xx): that is the outcome.
-                Err(e) if e.status().is_some() => {
+                // Any other reply (4xx/5xx) is the outcome.
+                Err(e) if e.status().is_some_and(|code| u16::from(code) != 421) => {
                     conn.abort().await;
                     return Err(e.into());
                 }
