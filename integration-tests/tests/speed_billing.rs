@@ -90,6 +90,14 @@ fn plan(user: &str) -> Vec<Op> {
     ops
 }
 
+async fn spawn() -> TestApp {
+    TestApp::spawn_with(Options {
+        billing: Some(steward_billing::BillingConfig::default()),
+        ..Options::default()
+    })
+    .await
+}
+
 #[derive(QueryableByName)]
 struct Row {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
@@ -104,11 +112,7 @@ struct Row {
 
 #[tokio::test]
 async fn hot_account_batches_lose_nothing_and_apply_once() {
-    let app = TestApp::spawn_with(Options {
-        billing: Some(steward_billing::BillingConfig::default()),
-        ..Options::default()
-    })
-    .await;
+    let app = spawn().await;
     let user = uuid::Uuid::now_v7().to_string();
     app.billing()
         .refill(pb::RefillRequest {
@@ -330,11 +334,7 @@ async fn hot_account_batches_lose_nothing_and_apply_once() {
 /// always locked in account order), and every refill lands once.
 #[tokio::test]
 async fn new_accounts_sorting_below_locked_ones_are_created_in_order() {
-    let app = TestApp::spawn_with(Options {
-        billing: Some(steward_billing::BillingConfig::default()),
-        ..Options::default()
-    })
-    .await;
+    let app = spawn().await;
     // All in one shard (`shard_of`: the id modulo 4), the existing account
     // highest.
     let high = "ffffffff-ffff-7fff-bfff-fffffffffff0".to_string();

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     domain::{
-        event::{Event, Seal, seal},
+        event::{Event, Seal, fresh, people_named, seal},
         seal::{ChainSigner, erasure_message},
     },
     error::{Error, unavailable},
@@ -81,29 +81,19 @@ pub async fn append(
     let c = conn;
     // Deduplicated by event id alone (whatever the time it carries).
     let ids: Vec<_> = batch.iter().map(|e| e.event_id).collect();
-    let mut people: Vec<&str> = batch
-        .iter()
-        .flat_map(|e| [&e.subject_user_id, &e.actor_user_id, &e.modified_user_id])
-        .filter(|u| !u.is_empty())
-        .map(String::as_str)
-        .collect();
-    people.sort_unstable();
-    people.dedup();
+    let people = people_named(batch);
     let ((mut seq, mut prev), claimed, erased) = futures_util::try_join!(
-        events::lock_head(c),
+        crate::store::head::lock_head(c),
         events::claim_ids(c, &ids),
         events::erased_among(c, &people),
     )?;
-    let is_erased = |e: &Event| {
-        [&e.subject_user_id, &e.actor_user_id, &e.modified_user_id]
-            .iter()
-            .any(|u| erased.contains(u.as_str()))
-    };
-    let mut seen = HashSet::new();
+    let is_erased = |e: &Event| e.people().any(|u| erased.contains(u));
     let mut rows: Vec<(std::borrow::Cow<'_, Event>, Seal)> = Vec::new();
-    let mut appended = Appended::default();
-    for event in batch {
-        let new = claimed.contains(&event.event_id) && seen.insert(event.event_id);
+    let mut appended = Appended {
+        fresh: fresh(batch, &claimed),
+        created_months: Vec::new(),
+    };
+    for (event, &new) in batch.iter().zip(&appended.fresh) {
         if new {
             seq += 1;
             // A user erased before: the event arrives erased.
@@ -122,7 +112,6 @@ pub async fn append(
             prev = sealed.hash;
             rows.push((event, sealed));
         }
-        appended.fresh.push(new);
     }
     if rows.is_empty() {
         return Ok(appended);
@@ -141,7 +130,7 @@ pub async fn append(
     // The activity rollup follows after the commit (store/rollup.rs).
     futures_util::try_join!(
         events::insert(c, &rows),
-        events::set_head(c, signer, seq, &prev)
+        crate::store::head::set_head(c, signer, seq, &prev)
     )?;
     // Accounts erased a user's personal data: erase it here too, in the
     // same transaction as the event that says so. Only accounts may say so.

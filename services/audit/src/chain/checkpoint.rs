@@ -80,7 +80,7 @@ impl Checkpoint {
 /// directory, if configured, and the log).
 pub async fn issue(state: &State) -> Result<Checkpoint, Error> {
     let mut conn = state.pool().get().await?;
-    let (seq, hash, _, _) = events::head(&mut conn).await?;
+    let (seq, hash, _, _) = crate::store::head::head(&mut conn).await?;
     let checkpoint = Checkpoint::sign(&state.signer, seq, &hash, Utc::now());
     diesel::insert_into(c::checkpoints)
         .values((
@@ -155,7 +155,7 @@ pub async fn run(state: State, interval: Duration, mut shutdown: watch::Receiver
             changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break },
         }
         let head = match state.pool().get().await {
-            Ok(mut conn) => events::head(&mut conn).await.map(|h| h.0).ok(),
+            Ok(mut conn) => crate::store::head::head(&mut conn).await.map(|h| h.0).ok(),
             Err(_) => None,
         };
         if head.is_none() || head == last {
@@ -216,7 +216,7 @@ async fn check(
         .read_only()
         .repeatable_read()
         .run::<_, diesel::result::Error, _>(async |conn| {
-            let head = events::head(conn).await?.0;
+            let head = crate::store::head::head(conn).await?.0;
             let outcome = verify::verify(conn, keys, 0, 0).await?;
             let row = events::by_sequence(conn, seq, seq, 1).await?;
             let at_seq = match row.into_iter().next() {

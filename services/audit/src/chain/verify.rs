@@ -33,7 +33,7 @@ pub async fn verify(
     from: i64,
     to: i64,
 ) -> diesel::QueryResult<Outcome> {
-    let (head_seq, head_hash, signed_at, head_signature) = events::head(conn).await?;
+    let (head_seq, head_hash, signed_at, head_signature) = crate::store::head::head(conn).await?;
     let from = from.max(1);
     let to = if to == 0 { head_seq } else { to.min(head_seq) };
     let mut outcome = Outcome::default();

@@ -1,6 +1,6 @@
 //! An audit event as the service handles it, and sealing it into the chain.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -114,9 +114,40 @@ impl Event {
         }
     }
 
+    /// The users this event names (subject, actor, modified), the empty
+    /// ones left out.
+    pub fn people(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.subject_user_id,
+            &self.actor_user_id,
+            &self.modified_user_id,
+        ]
+        .into_iter()
+        .map(String::as_str)
+        .filter(|u| !u.is_empty())
+    }
+
     pub fn has_personal_data(&self) -> bool {
         !self.client_ip.is_empty() || !self.user_agent.is_empty() || !self.pii_comments.is_empty()
     }
+}
+
+/// Everyone a batch names, once each, sorted.
+pub fn people_named(batch: &[Event]) -> Vec<&str> {
+    let mut people: Vec<&str> = batch.iter().flat_map(Event::people).collect();
+    people.sort_unstable();
+    people.dedup();
+    people
+}
+
+/// Per event of a batch, whether it is stored now: its id was claimed now
+/// (not stored before) and it is the first with that id in the batch.
+pub fn fresh(batch: &[Event], claimed: &HashSet<Uuid>) -> Vec<bool> {
+    let mut seen = HashSet::new();
+    batch
+        .iter()
+        .map(|e| claimed.contains(&e.event_id) && seen.insert(e.event_id))
+        .collect()
 }
 
 /// An event as stored, with its chain fields.

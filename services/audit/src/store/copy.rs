@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     chain::Hash,
-    event::{Event, Seal},
+    event::{Event, Seal, fresh, people_named, seal},
     seal::{ChainSigner, checkpoint_message},
 };
 
@@ -77,6 +77,7 @@ struct Prepared {
     claim: Statement,
     erased: Statement,
     set_head: Statement,
+    copy: Statement,
 }
 
 /// The writer's own tokio-postgres connection, opened on first use (in the
@@ -129,6 +130,9 @@ impl CopyConnection {
                 erased: client
                     .prepare("SELECT user_id FROM erased_subjects WHERE user_id = ANY($1)")
                     .await?,
+                copy: client
+                    .prepare(&format!("COPY events ({COLUMNS}) FROM STDIN BINARY"))
+                    .await?,
                 set_head: client
                     .prepare(
                         "UPDATE chain_head SET seq = $1, hash = $2, signed_at = $3, signature = $4",
@@ -154,14 +158,7 @@ impl CopyConnection {
     ) -> Result<Option<Vec<bool>>, CopyError> {
         let (client, st) = self.get().await?;
         let ids: Vec<Uuid> = batch.iter().map(|e| e.event_id).collect();
-        let mut people: Vec<&str> = batch
-            .iter()
-            .flat_map(|e| [&e.subject_user_id, &e.actor_user_id, &e.modified_user_id])
-            .filter(|u| !u.is_empty())
-            .map(String::as_str)
-            .collect();
-        people.sort_unstable();
-        people.dedup();
+        let people = people_named(batch);
         // Round trip 1, as in the general path.
         let (claim_params, erased_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
             ([&ids], [&people]);
@@ -181,23 +178,16 @@ impl CopyConnection {
         let mut seq: i64 = head.get(0);
         let prev: Vec<u8> = head.get(1);
         let mut prev: Hash = prev.try_into().unwrap_or([0; 32]);
-        let mut seen = HashSet::new();
-        let mut fresh = Vec::with_capacity(batch.len());
+        let fresh = fresh(batch, &claimed);
         let mut rows: Vec<(&Event, Seal)> = Vec::new();
-        for event in batch {
-            let new = claimed.contains(&event.event_id) && seen.insert(event.event_id);
-            if new {
-                seq += 1;
-                let sealed = crate::domain::event::seal(event, seq, &prev);
-                prev = sealed.hash;
-                rows.push((event, sealed));
-            }
-            fresh.push(new);
+        for (event, _) in batch.iter().zip(&fresh).filter(|(_, new)| **new) {
+            seq += 1;
+            let sealed = seal(event, seq, &prev);
+            prev = sealed.hash;
+            rows.push((event, sealed));
         }
         if !rows.is_empty() {
-            let sink = client
-                .copy_in(&format!("COPY events ({COLUMNS}) FROM STDIN BINARY"))
-                .await?;
+            let sink = client.copy_in(&st.copy).await?;
             let writer = BinaryCopyInWriter::new(sink, &TYPES);
             pin_mut!(writer);
             for (e, s) in &rows {

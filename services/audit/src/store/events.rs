@@ -1,5 +1,4 @@
-//! The `events` table: append (one UNNEST statement per batch), chain head,
-//! queries.
+//! The `events` table: append (one UNNEST statement per batch), queries.
 
 use std::collections::{BTreeMap, HashSet};
 use steward_kit::db::Prepare;
@@ -18,9 +17,8 @@ use uuid::Uuid;
 
 use super::schema::events::{self, dsl as e};
 use crate::domain::{
-    chain::Hash,
     event::{Event, Seal, StoredEvent},
-    seal::{ChainSigner, checkpoint_message, erasure_message},
+    seal::{ChainSigner, erasure_message},
 };
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -99,52 +97,6 @@ impl From<EventRow> for StoredEvent {
             erasure_signature: r.erasure_signature,
         }
     }
-}
-
-/// Locks the chain head for the rest of the transaction: appends are
-/// serialised (across replicas too), which is what makes the chain linear.
-pub async fn lock_head(mut conn: &AsyncPgConnection) -> QueryResult<(i64, Hash)> {
-    use super::schema::chain_head::dsl as h;
-    let (seq, hash): (i64, Vec<u8>) = h::chain_head
-        .select((h::seq, h::hash))
-        .for_update()
-        .first(&mut conn)
-        .await?;
-    Ok((seq, hash.try_into().unwrap_or([0; 32])))
-}
-
-/// Moves the head and signs it (a checkpoint of the chain in the database:
-/// a rewrite of history cannot be signed again without the key).
-pub async fn set_head(
-    mut conn: &AsyncPgConnection,
-    signer: &ChainSigner,
-    seq: i64,
-    hash: &Hash,
-) -> QueryResult<()> {
-    use super::schema::chain_head::dsl as h;
-    let at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
-    let signature = signer.sign(&checkpoint_message(seq, hash, at.timestamp_micros()));
-    diesel::update(h::chain_head)
-        .set((
-            h::seq.eq(seq),
-            h::hash.eq(hash.as_slice()),
-            h::signed_at.eq(Some(at)),
-            h::signature.eq(Some(signature)),
-        ))
-        .execute(&mut conn)
-        .await
-        .map(|_| ())
-}
-
-/// The head as stored: (seq, hash, signed_at, signature).
-pub type Head = (i64, Vec<u8>, Option<DateTime<Utc>>, Option<Vec<u8>>);
-
-pub async fn head(conn: &mut AsyncPgConnection) -> QueryResult<Head> {
-    use super::schema::chain_head::dsl as h;
-    h::chain_head
-        .select((h::seq, h::hash, h::signed_at, h::signature))
-        .first(conn)
-        .await
 }
 
 /// Claims event ids in `event_ids` (ON CONFLICT DO NOTHING); returns the

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod copy;
 pub mod events;
+pub mod head;
 pub mod partitions;
 pub mod retention;
 pub mod rollup;

@@ -9,5 +9,6 @@
 
 pub mod batcher;
 pub mod commands;
+mod decide;
 pub mod history;
 pub mod store;

@@ -23,7 +23,9 @@ use lettre::{
     },
 };
 
-use super::transport::TlsMode;
+use secrecy::ExposeSecret;
+
+use super::transport::{SmtpConfig, TlsMode};
 
 /// A connection idle longer than this is closed rather than reused: servers
 /// drop idle clients after minutes (RFC 5321 suggests 5), and a reuse that
@@ -44,28 +46,50 @@ pub struct SmtpConnections {
 }
 
 impl SmtpConnections {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        host: String,
-        port: u16,
-        tls: TlsMode,
-        tls_parameters: Option<TlsParameters>,
-        hello: ClientId,
-        credentials: Option<Credentials>,
-        timeout: Duration,
-        keep: usize,
-    ) -> Self {
-        Self {
-            host,
-            port,
-            tls,
+    /// The connections `[notifications.smtp]` describes, to `host`; a bad
+    /// value is refused naming its key.
+    pub fn from_config(smtp: &SmtpConfig, host: &str, timeout: Duration) -> Result<Self, String> {
+        let tls_parameters = match smtp.tls {
+            TlsMode::None => None,
+            _ => Some(
+                TlsParameters::new(host.to_owned())
+                    .map_err(|e| format!("notifications.smtp.tls: {e}"))?,
+            ),
+        };
+        let hello = match &smtp.hello_name {
+            Some(name) => ClientId::Domain(name.clone()),
+            None => ClientId::default(),
+        };
+        let credentials = match (&smtp.username, &smtp.password) {
+            (Some(user), Some(password)) => Some(Credentials::new(
+                user.clone(),
+                password.expose_secret().to_owned(),
+            )),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "notifications.smtp: username and password are set together or not at all"
+                        .into(),
+                );
+            }
+        };
+        // Without the pool, every mail opens its own connection and closes it.
+        let keep = if smtp.pool {
+            smtp.pool_size.max(1) as usize
+        } else {
+            0
+        };
+        Ok(Self {
+            host: host.to_owned(),
+            port: smtp.port,
+            tls: smtp.tls,
             tls_parameters,
             hello,
             credentials,
             timeout,
             keep,
             idle: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {

@@ -1,17 +1,16 @@
-//! Where mail goes: an SMTP relay through lettre (pooled connections, or
-//! one connection per mail), or `.eml` files in a folder when no server is
-//! configured. Each attempt's outcome is classified for the retry rules.
+//! Where mail goes: an SMTP relay over our own connections (kept, or one
+//! per mail: `connections.rs`), or `.eml` files in a folder when no server
+//! is configured. Each attempt's outcome is classified for the retry rules.
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 use lettre::{
     AsyncFileTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, MultiPart, SinglePart, header::ContentType},
-    transport::smtp::{authentication::Credentials, client::TlsParameters, extension::ClientId},
 };
 
 use super::connections::{SendError, SmtpConnections};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::{NotificationsConfig, domain::retry::Outcome};
@@ -93,52 +92,6 @@ enum Kind {
     },
 }
 
-fn connections(
-    smtp: &SmtpConfig,
-    host: &str,
-    timeout: Duration,
-) -> Result<SmtpConnections, String> {
-    let tls_parameters = match smtp.tls {
-        TlsMode::None => None,
-        _ => Some(
-            TlsParameters::new(host.to_owned())
-                .map_err(|e| format!("notifications.smtp.tls: {e}"))?,
-        ),
-    };
-    let hello = match &smtp.hello_name {
-        Some(name) => ClientId::Domain(name.clone()),
-        None => ClientId::default(),
-    };
-    let credentials = match (&smtp.username, &smtp.password) {
-        (Some(user), Some(password)) => Some(Credentials::new(
-            user.clone(),
-            password.expose_secret().to_owned(),
-        )),
-        (None, None) => None,
-        _ => {
-            return Err(
-                "notifications.smtp: username and password are set together or not at all".into(),
-            );
-        }
-    };
-    // Without the pool, every mail opens its own connection and closes it.
-    let keep = if smtp.pool {
-        smtp.pool_size.max(1) as usize
-    } else {
-        0
-    };
-    Ok(SmtpConnections::new(
-        host.to_owned(),
-        smtp.port,
-        smtp.tls,
-        tls_parameters,
-        hello,
-        credentials,
-        timeout,
-        keep,
-    ))
-}
-
 impl Mailer {
     /// The transport `config` describes; a bad value is refused naming its
     /// key.
@@ -153,7 +106,7 @@ impl Mailer {
             Some(host) if host.trim().is_empty() => {
                 return Err("notifications.smtp.host: empty".into());
             }
-            Some(host) => Kind::Smtp(connections(&config.smtp, host, timeout)?),
+            Some(host) => Kind::Smtp(SmtpConnections::from_config(&config.smtp, host, timeout)?),
             None => {
                 let dir = config
                     .mail_dir
