@@ -4,7 +4,8 @@
 //! where the policy says so, rate-limits, audits its refusals and forwards
 //! everything else, undecoded, to the service owning the method's package.
 //!
-//! * [`proxy`]: the per-call pipeline;
+//! * [`proxy`]: the per-call pipeline; [`backends`]: connections to the
+//!   services;
 //! * [`identity`]: token verification, JWKS, API token exchange, sessions;
 //! * [`limits`]: rate limits; [`refusals`]: audit of refusals, through
 //!   the durable local [`spool`];
@@ -13,6 +14,7 @@
 /// How the gateway names itself in traces (`steward.component`).
 pub const COMPONENT: &str = "steward-gateway";
 
+pub mod backends;
 pub mod console;
 pub mod identity;
 pub mod limits;
@@ -184,19 +186,26 @@ impl Application {
         let config = deps.config;
         let mut backends = std::collections::HashMap::new();
         for (name, url) in &config.backends {
-            let channel = channel(url, config.connections_per_backend).map_err(|message| {
-                BuildError::Backend {
-                    name: name.clone(),
-                    message,
-                }
-            })?;
-            backends.insert(name.clone(), channel);
+            let backend =
+                backends::Backend::new(url, config.connections_per_backend).map_err(|message| {
+                    BuildError::Backend {
+                        name: name.clone(),
+                        message,
+                    }
+                })?;
+            backends.insert(name.clone(), Arc::new(backend));
         }
         let policies = deps.policies;
-        let accounts = backends
+        // Token checks (JWKS, sessions, API token exchange) are calls of the
+        // gateway's own, through a tonic client.
+        let accounts_url = config
+            .backends
             .get("accounts")
-            .cloned()
             .ok_or(BuildError::NoAccounts)?;
+        let accounts = channel(accounts_url, 1).map_err(|message| BuildError::Backend {
+            name: "accounts".into(),
+            message,
+        })?;
         let audit_endpoint = config
             .audit_endpoint
             .clone()

@@ -23,11 +23,12 @@ use steward_kit::{
     },
     context::keys,
 };
-use tonic::{Code, Status, body::Body, service::Routes, transport::Channel};
+use tonic::{Code, Status, body::Body, service::Routes};
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
 use crate::{
+    backends::Backend,
     identity::{Authenticated, Identity},
     limits::{Exceeded, Limits},
     metrics::{MeteredBody, Metrics, Pending, header_code},
@@ -37,8 +38,8 @@ use crate::{
 /// Everything the gateway needs per call.
 pub struct Shared {
     /// Service segment of the package (`accounts` in
-    /// `steward.accounts.v1`) -> channel to that backend.
-    pub backends: HashMap<String, Channel>,
+    /// `steward.accounts.v1`) -> connections to that backend.
+    pub backends: HashMap<String, Arc<Backend>>,
     pub policies: PolicyTable,
     pub identity: Arc<Identity>,
     pub limits: Limits,
@@ -99,7 +100,7 @@ enum Admitted {
     /// The backend, with the access token to act with when it differs from
     /// the bearer (an exchanged API token).
     Forward {
-        channel: Channel,
+        backend: Arc<Backend>,
         token: Option<String>,
     },
 }
@@ -200,9 +201,9 @@ impl Shared {
                     Ok(response) => self.meter(&call, response),
                     Err(never) => match never {},
                 },
-                Ok(Admitted::Forward { channel, token }) => {
+                Ok(Admitted::Forward { backend, token }) => {
                     prepare_forward(req.headers_mut(), &context, token.as_deref());
-                    match channel.oneshot(req).await {
+                    match backend.call(req).await {
                         Ok(response) => self.meter(&call, response),
                         Err(error) => {
                             tracing::warn!(%error, "backend call failed");
@@ -246,7 +247,7 @@ impl Shared {
         if PolicyTable::is_public_infrastructure(call.path) {
             return Ok(Admitted::Local);
         }
-        let Some(channel) = backend_key(call.path).and_then(|k| self.backends.get(k)) else {
+        let Some(backend) = backend_key(call.path).and_then(|k| self.backends.get(k)) else {
             let status = Status::unimplemented(format!("no backend serves {}", call.path));
             return Err(self.respond_status(call, status));
         };
@@ -290,7 +291,7 @@ impl Shared {
             }
         }
         Ok(Admitted::Forward {
-            channel: channel.clone(),
+            backend: backend.clone(),
             token: forward,
         })
     }

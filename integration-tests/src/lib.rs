@@ -68,7 +68,7 @@ pub type NotificationIngestClient =
 
 /// Adds `authorization: Bearer <token>` when set.
 #[derive(Clone)]
-pub struct Bearer(Option<String>);
+pub struct Bearer(pub Option<String>);
 
 impl Bearer {
     pub fn new(token: Option<String>) -> Self {

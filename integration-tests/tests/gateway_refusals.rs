@@ -379,3 +379,43 @@ async fn forwarded_for_is_ignored_by_default_and_believed_from_configured_proxie
     assert_eq!(trusted.client_ip, "203.0.113.9");
     app.stop().await;
 }
+
+/// A backend that is down answers UNAVAILABLE through the gateway (never
+/// INTERNAL), and is served again as soon as it is up: the gateway opens a
+/// new connection by itself.
+#[tokio::test]
+async fn a_backend_down_is_unavailable_and_served_once_it_is_up() {
+    let audit = free_addr();
+    let spool = TempDir::new("steward-refusal-spool");
+    let mut app = TestApp::spawn_with(Options {
+        audit_listen: Some(audit),
+        gateway: Some(gateway_config(&spool)),
+        ..Options::default()
+    })
+    .await;
+    let token = app.token(
+        steward_integration_tests::ADMIN_ID,
+        &[steward_kit::auth::Role::UserAdmin],
+    );
+    let list = |app: &TestApp| {
+        let mut client = app.gw_audit(Some(token.clone()));
+        async move {
+            client
+                .list_events(apb::ListEventsRequest {
+                    filter: None,
+                    page: Some(PageRequest {
+                        page_size: 10,
+                        page_token: String::new(),
+                    }),
+                })
+                .await
+        }
+    };
+    for _ in 0..3 {
+        let status = list(&app).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    }
+    app.start_audit(audit).await;
+    list(&app).await.expect("served once audit is up");
+    app.stop().await;
+}
