@@ -2,11 +2,13 @@
 //! to raw COPY of the same rows; ListEvents p50/p99 over N events; activity
 //! history over 30 days; export rows/s and peak memory.
 //!
-//!     cargo run --release -p steward-integration-tests --example bench_audit -- 10000000
+//!     cargo run --release -p steward-integration-tests --example bench_audit -- 10000000 [rounds]
 //!
-//! The argument is how many events to seed for the query figures (default
-//! 10,000,000; seeded with SQL, not through ingest, to save time); 0 stops
-//! after the ingest figures.
+//! The first argument is how many events to seed for the query figures
+//! (default 10,000,000; seeded with SQL, not through ingest, to save time);
+//! 0 stops after the ingest figures. The second is how many rounds of the
+//! ingest figures to run (default 3): each side next to its baseline in the
+//! same round, the machine's drift between rounds shown, medians printed.
 
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
@@ -233,20 +235,41 @@ async fn main() {
     })
     .await;
 
-    println!("== ingest (events through the gRPC API, committed, chained)");
-    let batched = ingest_rate(&app, 100_000, 500, 8).await;
-    println!("batched   500/call, 8 clients : {batched:>10.0} events/s");
-    let unary = ingest_rate(&app, 10_000, 1, 32).await;
-    println!("unary     1/call, 32 clients  : {unary:>10.0} events/s");
-    let copy = copy_rate(&app, 100_000).await;
-    println!("raw COPY  same rows, same table: {copy:>10.0} rows/s");
-    let single = insert_per_transaction_rate(&app, 10_000, 32).await;
-    println!("one INSERT per transaction, 32 clients: {single:>10.0} rows/s");
+    let rounds: usize = std::env::args()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    println!("== ingest (events through the gRPC API, committed, chained), {rounds} rounds");
+    println!("   each round: 100,000 events batched next to raw COPY of 100,000 such rows, then");
+    println!("   10,000 unary next to one INSERT per transaction; ratios per round, then medians");
+    let (mut batched_ratio, mut unary_ratio, mut unary_copy) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let batched = ingest_rate(&app, 100_000, 500, 8).await;
+        let copy = copy_rate(&app, 100_000).await;
+        let unary = ingest_rate(&app, 10_000, 1, 32).await;
+        let single = insert_per_transaction_rate(&app, 10_000, 32).await;
+        println!(
+            "round {round}: batched 500/call, 8 clients {batched:>7.0} ev/s | raw COPY {copy:>7.0} rows/s | {:.2}x",
+            batched / copy
+        );
+        println!(
+            "         unary 1/call, 32 clients {unary:>7.0} ev/s | one INSERT per transaction, 32 clients {single:>6.0} rows/s | {:.2}x",
+            unary / single
+        );
+        batched_ratio.push(batched / copy);
+        unary_ratio.push(unary / single);
+        unary_copy.push(unary / copy);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     println!(
-        "ratio batched/COPY {:.2}, unary/COPY {:.3}, unary/one-INSERT-per-transaction {:.2}",
-        batched / copy,
-        unary / copy,
-        unary / single
+        "median ratio batched/COPY {:.2}, unary/one-INSERT-per-transaction {:.2}, unary/COPY {:.3}",
+        median(batched_ratio),
+        median(unary_ratio),
+        median(unary_copy)
     );
     if seeded == 0 {
         // `-- 0`: the ingest figures only.
