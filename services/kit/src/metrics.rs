@@ -48,7 +48,14 @@ impl Family {
     }
 
     pub fn add(&self, labels: &str, n: u64) {
-        *self.lock().entry(labels.to_owned()).or_default() += n as f64;
+        let mut values = self.lock();
+        // Counted on every call: no key copy once the series exists.
+        match values.get_mut(labels) {
+            Some(value) => *value += n as f64,
+            None => {
+                values.insert(labels.to_owned(), n as f64);
+            }
+        }
     }
 
     pub fn inc(&self, labels: &str) {
@@ -104,9 +111,12 @@ impl Histogram {
 
     pub fn observe(&self, labels: &str, value: f64) {
         let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
-        let (counts, sum, count) = values
-            .entry(labels.to_owned())
-            .or_insert_with(|| (vec![0; self.buckets.len()], 0.0, 0));
+        if !values.contains_key(labels) {
+            values.insert(labels.to_owned(), (vec![0; self.buckets.len()], 0.0, 0));
+        }
+        let Some((counts, sum, count)) = values.get_mut(labels) else {
+            return;
+        };
         for (i, le) in self.buckets.iter().enumerate() {
             if value <= *le {
                 counts[i] += 1;
