@@ -34,6 +34,8 @@ pub enum ForwardError {
     Connect { authority: String, message: String },
     #[error("{0}")]
     Http(#[from] hyper::Error),
+    #[error("the request's URI: {0}")]
+    Uri(String),
 }
 
 /// One backend (`http://host[:port]`): `connections` HTTP/2 connections.
@@ -97,7 +99,9 @@ impl Backend {
         let mut uri = std::mem::take(&mut parts.uri).into_parts();
         uri.scheme = Some(self.scheme.clone());
         uri.authority = Some(self.authority.clone());
-        parts.uri = Uri::from_parts(uri).expect("scheme, authority and the request's path");
+        uri.path_and_query
+            .get_or_insert_with(|| http::uri::PathAndQuery::from_static("/"));
+        parts.uri = Uri::from_parts(uri).map_err(|e| ForwardError::Uri(e.to_string()))?;
         let mut request = Request::from_parts(parts, body);
         let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
         // At most twice: once more only when the connection closed before
