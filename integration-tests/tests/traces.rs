@@ -109,14 +109,17 @@ async fn a_change_through_the_gateway_is_one_trace_to_the_audit_service() {
                 attribute(s, "steward.component").as_deref() == Some("steward-audit")
                     && attribute(s, "rpc.method").is_some_and(|m| m.ends_with("/IngestEvents"))
             });
-            if ingest {
+            // The relay's span ends after the ingest call it made returns,
+            // so it can be exported a flush later than the ingest span.
+            let relayed = trace.iter().any(|s| s.name == "outbox.deliver");
+            if ingest && relayed {
                 found = Some(trace.into_iter().cloned().collect::<Vec<_>>());
                 break;
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let trace = found.expect("one trace reaches the audit service's ingest");
+    let trace = found.expect("one trace reaches the audit service's ingest through the relay");
     let components: HashSet<String> = trace
         .iter()
         .filter_map(|s| attribute(s, "steward.component"))
