@@ -159,19 +159,17 @@ pub enum BuildError {
     },
 }
 
-/// `connections` HTTP/2 connections to `url`, balanced: one connection
-/// multiplexes many calls, a few spread the load over backend workers.
-fn channel(url: &str, connections: usize) -> Result<Channel, String> {
+/// A tonic channel to `url` for the gateway's own calls (JWKS, sessions,
+/// API token exchange, refusal shipping); forwarded calls go through
+/// [`backends`].
+fn channel(url: &str) -> Result<Channel, String> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| e.to_string())?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
-    Ok(Channel::balance_list(std::iter::repeat_n(
-        endpoint,
-        connections.max(1),
-    )))
+    Ok(Channel::balance_list(std::iter::once(endpoint)))
 }
 
 pub struct Application {
@@ -202,7 +200,7 @@ impl Application {
             .backends
             .get("accounts")
             .ok_or(BuildError::NoAccounts)?;
-        let accounts = channel(accounts_url, 1).map_err(|message| BuildError::Backend {
+        let accounts = channel(accounts_url).map_err(|message| BuildError::Backend {
             name: "accounts".into(),
             message,
         })?;
@@ -213,7 +211,7 @@ impl Application {
         let metrics = Metrics::default();
         let ingest = match (audit_endpoint, deps.signer.clone()) {
             (Some(url), Some(signer)) => Some((
-                channel(&url, 1).map_err(|message| BuildError::Backend {
+                channel(&url).map_err(|message| BuildError::Backend {
                     name: "audit".into(),
                     message,
                 })?,

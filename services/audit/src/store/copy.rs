@@ -7,7 +7,6 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Utc};
 use futures_util::pin_mut;
 use tokio_postgres::{
     Client, NoTls, Statement,
@@ -19,7 +18,7 @@ use uuid::Uuid;
 use crate::domain::{
     chain::Hash,
     event::{Event, Seal, fresh, people_named, seal},
-    seal::{ChainSigner, checkpoint_message},
+    seal::ChainSigner,
 };
 
 const COLUMNS: &str = "seq, event_id, occurred_at, product, action, category, actor_user_id, \
@@ -121,15 +120,8 @@ impl CopyConnection {
                 lock_head: client
                     .prepare("SELECT seq, hash FROM chain_head FOR UPDATE")
                     .await?,
-                claim: client
-                    .prepare(
-                        "INSERT INTO event_ids (event_id) SELECT DISTINCT UNNEST($1::uuid[])
-                         ON CONFLICT DO NOTHING RETURNING event_id",
-                    )
-                    .await?,
-                erased: client
-                    .prepare("SELECT user_id FROM erased_subjects WHERE user_id = ANY($1)")
-                    .await?,
+                claim: client.prepare(super::events::CLAIM_IDS).await?,
+                erased: client.prepare(super::events::ERASED_AMONG).await?,
                 copy: client
                     .prepare(&format!("COPY events ({COLUMNS}) FROM STDIN BINARY"))
                     .await?,
@@ -230,9 +222,7 @@ impl CopyConnection {
                     .await?;
             }
             writer.finish().await?;
-            let at: DateTime<Utc> =
-                DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
-            let signature = signer.sign(&checkpoint_message(seq, &prev, at.timestamp_micros()));
+            let (at, signature) = super::head::signed_now(signer, seq, &prev);
             client
                 .execute(
                     &st.set_head,

@@ -99,6 +99,14 @@ impl From<EventRow> for StoredEvent {
     }
 }
 
+/// Claims the event ids bound as `$1` (ON CONFLICT DO NOTHING), returning
+/// those claimed now; also run by the COPY path (`copy.rs`).
+pub const CLAIM_IDS: &str = "INSERT INTO event_ids (event_id) SELECT DISTINCT UNNEST($1::uuid[])
+         ON CONFLICT DO NOTHING RETURNING event_id";
+
+/// Which of the users bound as `$1` were erased; also run by the COPY path.
+pub const ERASED_AMONG: &str = "SELECT user_id FROM erased_subjects WHERE user_id = ANY($1)";
+
 /// Claims event ids in `event_ids` (ON CONFLICT DO NOTHING); returns the
 /// ids claimed now, i.e. not stored before. Call in the ingest transaction.
 pub async fn claim_ids(mut conn: &AsyncPgConnection, ids: &[Uuid]) -> QueryResult<HashSet<Uuid>> {
@@ -110,14 +118,11 @@ pub async fn claim_ids(mut conn: &AsyncPgConnection, ids: &[Uuid]) -> QueryResul
     if ids.is_empty() {
         return Ok(HashSet::new());
     }
-    let rows: Vec<Id> = diesel::sql_query(
-        "INSERT INTO event_ids (event_id) SELECT DISTINCT UNNEST($1::uuid[])
-         ON CONFLICT DO NOTHING RETURNING event_id",
-    )
-    .bind::<Array<SqlUuid>, _>(ids)
-    .prepared()
-    .load(&mut conn)
-    .await?;
+    let rows: Vec<Id> = diesel::sql_query(CLAIM_IDS)
+        .bind::<Array<SqlUuid>, _>(ids)
+        .prepared()
+        .load(&mut conn)
+        .await?;
     Ok(rows.into_iter().map(|r| r.event_id).collect())
 }
 
@@ -387,12 +392,11 @@ pub async fn erased_among(
     if users.is_empty() {
         return Ok(HashSet::new());
     }
-    let rows: Vec<Id> =
-        diesel::sql_query("SELECT user_id FROM erased_subjects WHERE user_id = ANY($1)")
-            .bind::<Array<Text>, _>(users)
-            .prepared()
-            .load(&mut conn)
-            .await?;
+    let rows: Vec<Id> = diesel::sql_query(ERASED_AMONG)
+        .bind::<Array<Text>, _>(users)
+        .prepared()
+        .load(&mut conn)
+        .await?;
     Ok(rows.into_iter().map(|r| r.user_id).collect())
 }
 

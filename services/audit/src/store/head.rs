@@ -31,8 +31,7 @@ pub async fn set_head(
     hash: &Hash,
 ) -> QueryResult<()> {
     use super::schema::chain_head::dsl as h;
-    let at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
-    let signature = signer.sign(&checkpoint_message(seq, hash, at.timestamp_micros()));
+    let (at, signature) = signed_now(signer, seq, hash);
     diesel::update(h::chain_head)
         .set((
             h::seq.eq(seq),
@@ -43,6 +42,15 @@ pub async fn set_head(
         .execute(&mut conn)
         .await
         .map(|_| ())
+}
+
+/// The time a head moved to (`seq`, `hash`), to the microsecond the
+/// column keeps, and the signature over the three; also used by the COPY
+/// path (`copy.rs`).
+pub fn signed_now(signer: &ChainSigner, seq: i64, hash: &Hash) -> (DateTime<Utc>, Vec<u8>) {
+    let at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
+    let signature = signer.sign(&checkpoint_message(seq, hash, at.timestamp_micros()));
+    (at, signature)
 }
 
 /// The head as stored: (seq, hash, signed_at, signature).

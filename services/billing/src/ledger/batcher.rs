@@ -22,6 +22,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use futures_util::TryFutureExt;
+
 use steward_kit::{
     Key,
     db::{Dedicated, Pool},
@@ -301,17 +303,9 @@ async fn attempt_creating(
             users.dedup();
             let most_entries: i64 = ops.iter().map(|op| most_entries(op, rules)).sum();
             let (claims, mut balances, (ids, at)) = futures_util::try_join!(
-                async { idempotency::claim_many(c, &keys).await.map_err(Error::from) },
-                async {
-                    store::lock_balances(c, &users, create_first)
-                        .await
-                        .map_err(Error::from)
-                },
-                async {
-                    store::reserve_ids(c, most_entries)
-                        .await
-                        .map_err(Error::from)
-                },
+                idempotency::claim_many(c, &keys).err_into::<Error>(),
+                store::lock_balances(c, &users, create_first).err_into::<Error>(),
+                store::reserve_ids(c, most_entries).err_into::<Error>(),
             )?;
             for (&i, claim) in keyed.iter().zip(claims) {
                 match claim {
@@ -400,26 +394,10 @@ async fn attempt_creating(
             // Round trip 2: entries, balances, the responses remembered for
             // replays, released keys and audit records, sent together.
             futures_util::try_join!(
-                async {
-                    store::write_batch(c, &stored, &touched)
-                        .await
-                        .map_err(Error::from)
-                },
-                async {
-                    idempotency::complete_many(c, &remembered)
-                        .await
-                        .map_err(Error::from)
-                },
-                async {
-                    idempotency::release_many(c, &released)
-                        .await
-                        .map_err(Error::from)
-                },
-                async {
-                    AuditRecord::write_all(c, &records)
-                        .await
-                        .map_err(Error::from)
-                },
+                store::write_batch(c, &stored, &touched).err_into::<Error>(),
+                idempotency::complete_many(c, &remembered).err_into::<Error>(),
+                idempotency::release_many(c, &released).err_into::<Error>(),
+                AuditRecord::write_all(c, &records).err_into::<Error>(),
             )?;
             Ok(outcomes
                 .into_iter()
