@@ -9,8 +9,6 @@ use std::{
 use chrono::NaiveDate;
 use diesel_async::AsyncPgConnection;
 use steward_kit::db::{Dedicated, Pool};
-
-use crate::store::copy::CopyConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -19,7 +17,7 @@ use crate::{
         seal::{ChainSigner, erasure_message},
     },
     error::{Error, unavailable},
-    store::{events, partitions},
+    store::{copy::CopyConnection, events, head, partitions},
 };
 
 /// The action whose SUCCESS from accounts means "erase this subject's data".
@@ -78,14 +76,13 @@ pub async fn append(
 ) -> diesel::QueryResult<Appended> {
     // Round trip 1: the head (locked), the ids (claimed) and who among the
     // people named was erased, sent together and executed in that order.
-    let c = conn;
     // Deduplicated by event id alone (whatever the time it carries).
     let ids: Vec<_> = batch.iter().map(|e| e.event_id).collect();
     let people = people_named(batch);
     let ((mut seq, mut prev), claimed, erased) = futures_util::try_join!(
-        crate::store::head::lock_head(c),
-        events::claim_ids(c, &ids),
-        events::erased_among(c, &people),
+        head::lock_head(conn),
+        events::claim_ids(conn, &ids),
+        events::erased_among(conn, &people),
     )?;
     let is_erased = |e: &Event| e.people().any(|u| erased.contains(u));
     let mut rows: Vec<(std::borrow::Cow<'_, Event>, Seal)> = Vec::new();
@@ -129,8 +126,8 @@ pub async fn append(
     // Round trip 2: the events and the new signed head, sent together.
     // The activity rollup follows after the commit (store/rollup.rs).
     futures_util::try_join!(
-        events::insert(c, &rows),
-        crate::store::head::set_head(c, signer, seq, &prev)
+        events::insert(conn, &rows),
+        head::set_head(conn, signer, seq, &prev)
     )?;
     // Accounts erased a user's personal data: erase it here too, in the
     // same transaction as the event that says so. Only accounts may say so.
