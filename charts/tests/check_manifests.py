@@ -341,6 +341,16 @@ def check_files(objs, values, label):
                     value = base64.b64decode(secret["data"].get(item["key"], "")).decode()
                     check(len(base64.b64decode(value.strip() or "")) == 32,
                           f"{where}: {key}: {sec['name']}/{item['key']} holds base64 of 32 bytes")
+        ca_file = cfg.get("notifications", {}).get("smtp", {}).get("ca_file")
+        if comp == "notifications" and ca_file:
+            found = mount_for(ca_file, c, volumes)
+            cm = found[1].get("configMap", {}) if found and found[1] else {}
+            rel = ca_file[len(found[0]["mountPath"].rstrip("/")) + 1:] if found else None
+            check(bool(found) and found[0].get("readOnly") is True
+                  and cm.get("name") == values["notifications"]["smtp"]["caConfigMap"]
+                  and any(i["path"] == rel and i["key"] == values["notifications"]["smtp"].get("caConfigMapKey", "ca.crt")
+                          for i in cm.get("items", [])),
+                  f"{where}: notifications.smtp.ca_file ({ca_file}) is the caConfigMap's key, mounted read-only")
         for container, name, ref in secret_refs(spec):
             check(ref["name"] in rendered or ref["name"] in external,
                   f"{where}: {container} {name}: Secret {ref['name']} is rendered or an existingSecret")

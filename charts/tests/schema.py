@@ -176,7 +176,8 @@ def component(name):
         props["smtp"] = obj({
             "host": STR, "port": PORT, "tls": {"enum": ["starttls", "tls", "none"]}, "from": STR,
             "username": STR, "password": STR, "existingSecret": STR,
-            "existingSecretUsernameKey": NESTR, "existingSecretPasswordKey": NESTR})
+            "existingSecretUsernameKey": NESTR, "existingSecretPasswordKey": NESTR,
+            "caConfigMap": STR, "caConfigMapKey": NESTR})
     return obj(props, required=["enabled", "port"])
 
 

@@ -7,7 +7,7 @@ mod sink;
 
 use std::time::Duration;
 
-use sink::{Sink, smtp_config, temp_dir};
+use sink::{Security, Sink, TestPki, smtp_config, temp_dir};
 use steward_integration_tests::{Options, TestApp, outbox_in, reason, violated_fields};
 use steward_proto::{accounts as apb, audit::AuditEvent, notifications as pb};
 use tonic::Code;
@@ -361,6 +361,132 @@ async fn a_5xx_fails_at_once_and_suppresses_the_address() {
         .suppressions;
     assert!(after.is_empty());
     app.stop().await;
+}
+
+/// `[notifications.smtp]` for a relay requiring STARTTLS and AUTH.
+fn secure_config(
+    port: u16,
+    ca_file: Option<&std::path::Path>,
+    password: &str,
+) -> steward::config::NotificationsConfig {
+    let mut c = smtp_config(port);
+    c.smtp.tls = steward::config::TlsMode::Starttls;
+    c.smtp.ca_file = ca_file.map(Into::into);
+    c.smtp.username = Some("steward".into());
+    c.smtp.password = Some(password.to_owned().into());
+    c
+}
+
+/// Waits until `user_id`'s one mail was attempted and deferred.
+async fn deferred(app: &TestApp, user_id: &str) -> pb::Mail {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = mails(app, user_id).await;
+        if let Some(m) = got
+            .iter()
+            .find(|m| m.status == pb::MailStatus::Deferred as i32)
+        {
+            return m.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mail was not deferred: {got:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn starttls_and_auth_reach_a_relay_whose_certificate_a_private_ca_signed() {
+    let pki = TestPki::generate();
+    let sink = Sink::start_secure(Security {
+        tls: Some(&pki),
+        auth: Some(("steward", "relay-secret")),
+        ..Default::default()
+    })
+    .await;
+    let app = spawn(secure_config(sink.port, Some(&pki.ca_file), "relay-secret")).await;
+    let n = notification("user.status.activated", &["tls@example.com"], &[]);
+    let user_id = n.subject_user_id.clone();
+    enqueue(&app, vec![n]).await;
+    let got = sink.wait_for(1, WAIT).await;
+    assert_eq!(got[0].to, ["tls@example.com"]);
+    assert!(got[0].tls.starts_with("TLSv1."), "{:?}", got[0].tls);
+    assert_eq!(got[0].login, "steward");
+    let sent = settled(&app, &user_id, 1).await.remove(0);
+    assert_eq!(sent.status, pb::MailStatus::Sent as i32);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tls_from_the_first_byte_reaches_a_relay_on_the_smtps_port() {
+    let pki = TestPki::generate();
+    let sink = Sink::start_secure(Security {
+        tls: Some(&pki),
+        implicit_tls: true,
+        auth: Some(("steward", "relay-secret")),
+    })
+    .await;
+    let mut config = secure_config(sink.port, Some(&pki.ca_file), "relay-secret");
+    config.smtp.tls = steward::config::TlsMode::Tls;
+    let app = spawn(config).await;
+    // Two mails in a row: the second normally goes on the kept connection.
+    for (i, to) in ["smtps-1@example.com", "smtps-2@example.com"]
+        .into_iter()
+        .enumerate()
+    {
+        enqueue(
+            &app,
+            vec![notification("user.status.activated", &[to], &[])],
+        )
+        .await;
+        let got = sink.wait_for(i + 1, WAIT).await;
+        assert!(got.iter().any(|m| m.to == [to]), "{got:#?}");
+    }
+    let got = sink.wait_for(2, WAIT).await;
+    for m in &got {
+        assert!(m.tls.starts_with("TLSv1."), "{:?}", m.tls);
+        assert_eq!(m.login, "steward");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_untrusted_relay_or_a_refused_login_gets_no_mail_and_the_mail_waits() {
+    let pki = TestPki::generate();
+    let sink = Sink::start_secure(Security {
+        tls: Some(&pki),
+        auth: Some(("steward", "relay-secret")),
+        ..Default::default()
+    })
+    .await;
+    // Without the CA the relay's certificate is not trusted: nothing is
+    // sent in clear text, and the mail is retried rather than failed.
+    let app = spawn(secure_config(sink.port, None, "relay-secret")).await;
+    let n = notification("user.status.activated", &["untrusted@example.com"], &[]);
+    let user_id = n.subject_user_id.clone();
+    enqueue(&app, vec![n]).await;
+    let mail = deferred(&app, &user_id).await;
+    assert!(
+        mail.last_error.contains("STARTTLS") && mail.last_error.contains("certificate"),
+        "{}",
+        mail.last_error
+    );
+    app.stop().await;
+
+    // A refused login is our configuration, not the message: deferred too.
+    let app = spawn(secure_config(sink.port, Some(&pki.ca_file), "wrong")).await;
+    let n = notification("user.status.activated", &["login@example.com"], &[]);
+    let user_id = n.subject_user_id.clone();
+    enqueue(&app, vec![n]).await;
+    let mail = deferred(&app, &user_id).await;
+    assert!(
+        mail.last_error.contains("AUTH") && mail.last_error.contains("535"),
+        "{}",
+        mail.last_error
+    );
+    app.stop().await;
+    assert_eq!(sink.count(), 0, "nothing reached the relay");
 }
 
 #[tokio::test]

@@ -67,6 +67,7 @@ app.kubernetes.io/part-of: steward
 {{- define "steward.totpKeyPath" -}}/etc/steward/keys/totp-key{{- end -}}
 {{- define "steward.spoolPath" -}}/var/lib/steward/refusal-spool{{- end -}}
 {{- define "steward.checkpointPath" -}}/var/lib/steward/audit-checkpoints{{- end -}}
+{{- define "steward.smtpCaDir" -}}/etc/steward/smtp-ca{{- end -}}
 
 {{/* Whether the gateway runs as a StatefulSet (a spool claim per pod). */}}
 {{- define "steward.gatewayStateful" -}}
@@ -224,6 +225,9 @@ the Services of the enabled components).
 {{- $_ := set $smtp "port" (int $v.smtp.port) -}}
 {{- $_ := set $smtp "tls" $v.smtp.tls -}}
 {{- with $v.smtp.from -}}{{- $_ := set $smtp "from" . -}}{{- end -}}
+{{- if $v.smtp.caConfigMap -}}
+{{- $_ := set $smtp "ca_file" (printf "%s/ca.pem" (include "steward.smtpCaDir" $root)) -}}
+{{- end -}}
 {{- end -}}
 {{- if $smtp -}}{{- $_ := set $section "smtp" $smtp -}}{{- end -}}
 {{- end -}}

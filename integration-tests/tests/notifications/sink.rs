@@ -25,6 +25,65 @@ pub struct Received {
     pub text: String,
     pub html: String,
     pub received_at: SystemTime,
+    /// The TLS version the session ran ("" without TLS).
+    pub tls: String,
+    /// Who the session authenticated as ("" without AUTH).
+    pub login: String,
+}
+
+/// A certificate authority and a server certificate it signed for
+/// 127.0.0.1 and localhost, as PEM files in a fresh folder: what a relay
+/// with a private CA presents (`notifications.smtp.ca_file` = `ca_file`).
+pub struct TestPki {
+    pub dir: PathBuf,
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl TestPki {
+    pub fn generate() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "Steward test relay CA");
+        let ca = ca.self_signed(&ca_key).expect("the CA certificate");
+        let key = KeyPair::generate().expect("a server key");
+        let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("server params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("the server certificate");
+        let dir = temp_dir("steward-smtp-pki");
+        let pki = Self {
+            ca_file: dir.join("ca.pem"),
+            cert_file: dir.join("server.pem"),
+            key_file: dir.join("server.key"),
+            dir,
+        };
+        std::fs::write(&pki.ca_file, ca.pem()).expect("write ca.pem");
+        std::fs::write(&pki.cert_file, server.pem()).expect("write server.pem");
+        std::fs::write(&pki.key_file, key.serialize_pem()).expect("write server.key");
+        pki
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What the sink requires besides plain SMTP.
+#[derive(Default)]
+pub struct Security<'a> {
+    /// STARTTLS with this server certificate before MAIL.
+    pub tls: Option<&'a TestPki>,
+    /// With `tls`: TLS from the first byte instead of STARTTLS.
+    pub implicit_tls: bool,
+    /// AUTH with these credentials (user, password).
+    pub auth: Option<(&'a str, &'a str)>,
 }
 
 pub struct Sink {
@@ -61,6 +120,19 @@ impl Sink {
 
     /// Starts the sink on `port` (another sink's, once that one stopped).
     pub async fn start_on(port: u16, greylist: u32) -> Self {
+        Self::start_secured(port, greylist, Security::default()).await
+    }
+
+    /// Starts the sink on a free port requiring STARTTLS and/or AUTH.
+    pub async fn start_secure(security: Security<'_>) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Self::start_secured(port, 2, security).await
+    }
+
+    async fn start_secured(port: u16, greylist: u32, security: Security<'_>) -> Self {
         let probe = std::process::Command::new("python3")
             .args(["-c", "import aiosmtpd"])
             .output();
@@ -75,12 +147,27 @@ impl Sink {
             }
         }
         let dir = temp_dir("steward-smtp-sink");
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        command
             .arg(script())
             .args(["--port", &port.to_string()])
             .arg("--dir")
             .arg(&dir)
-            .args(["--greylist", &greylist.to_string()])
+            .args(["--greylist", &greylist.to_string()]);
+        if let Some(pki) = security.tls {
+            command
+                .arg("--tls-cert")
+                .arg(&pki.cert_file)
+                .arg("--tls-key")
+                .arg(&pki.key_file);
+            if security.implicit_tls {
+                command.arg("--implicit-tls");
+            }
+        }
+        if let Some((user, password)) = security.auth {
+            command.arg("--auth").arg(format!("{user}:{password}"));
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -165,6 +252,8 @@ fn read_all(dir: &Path) -> Vec<Received> {
                 text: read(&f, "text"),
                 html: read(&f, "html"),
                 received_at: SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos),
+                tls: read(&f, "tls"),
+                login: read(&f, "login"),
             }
         })
         .collect()

@@ -9,6 +9,7 @@
 
 pub mod commands;
 pub mod connections;
+pub mod implicit_tls;
 pub mod store;
 pub mod transport;
 

@@ -9,7 +9,7 @@ use lettre::{
     message::{Mailbox, MultiPart, SinglePart, header::ContentType},
 };
 
-use super::connections::{SendError, SmtpConnections};
+use super::connections::{SendError, SmtpConnections, describe};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +36,9 @@ pub struct SmtpConfig {
     pub host: Option<String>,
     pub port: u16,
     pub tls: TlsMode,
+    /// A PEM file of CA certificates trusted for the relay besides the
+    /// public roots (a relay whose certificate a private CA signed).
+    pub ca_file: Option<PathBuf>,
     /// The From header, e.g. `Steward <noreply@example.com>`.
     pub from: String,
     /// `STEWARD_NOTIFICATIONS__SMTP__USERNAME`.
@@ -57,6 +60,7 @@ impl Default for SmtpConfig {
             host: None,
             port: 587,
             tls: TlsMode::Starttls,
+            ca_file: None,
             from: "Steward <noreply@localhost>".into(),
             username: None,
             password: None,
@@ -217,19 +221,4 @@ fn smtp_outcome(result: Result<lettre::transport::smtp::response::Response, Send
             }
         }
     }
-}
-
-/// The error and its causes on one line (the server's reply included).
-fn describe(e: &lettre::transport::smtp::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }
