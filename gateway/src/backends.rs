@@ -6,14 +6,17 @@
 //! and their wake-ups per call, the largest part of what the gateway added
 //! to a call's latency (`bench_gateway`, README). A gateway connection is
 //! opened lazily, replaced when it closes, and a call that never left a
-//! closed connection is sent once more on a new one.
+//! closed connection is sent once more on a new one. Calls that waited for
+//! a connection attempt share its failure instead of each trying again in
+//! turn: against a backend that drops packets, the tenth queued call would
+//! otherwise wait ten connect timeouts.
 
 use std::{
     sync::{
         Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use http::{
@@ -46,6 +49,9 @@ pub struct Backend {
     address: String,
     slots: Box<[Slot]>,
     next: AtomicUsize,
+    connect_timeout: Duration,
+    /// Connection attempts made (tests count them).
+    attempts: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -55,6 +61,9 @@ struct Slot {
     /// Held while this slot connects, so a burst of calls after a
     /// disconnection opens one connection, not one each.
     connecting: tokio::sync::Mutex<()>,
+    /// When the last attempt failed, and why: the answer for every call
+    /// that was already waiting when it was made.
+    failed: Mutex<Option<(Instant, String)>>,
 }
 
 impl Slot {
@@ -89,6 +98,8 @@ impl Backend {
             address,
             slots: (0..connections.max(1)).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
+            connect_timeout: CONNECT_TIMEOUT,
+            attempts: AtomicUsize::new(0),
         })
     }
 
@@ -126,35 +137,53 @@ impl Backend {
         if let Some(sender) = slot.open() {
             return Ok(sender);
         }
+        let waiting_since = Instant::now();
         let _connecting = slot.connecting.lock().await;
         if let Some(sender) = slot.open() {
             return Ok(sender);
         }
-        let sender = self
-            .connect()
-            .await
-            .map_err(|message| ForwardError::Connect {
-                authority: self.authority.to_string(),
-                message,
-            })?;
-        *slot.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
-        Ok(sender)
+        let error = |message| ForwardError::Connect {
+            authority: self.authority.to_string(),
+            message,
+        };
+        let failed = || slot.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, message)) = failed().as_ref()
+            && *at >= waiting_since
+        {
+            return Err(error(message.clone()));
+        }
+        match self.connect().await {
+            Ok(sender) => {
+                *failed() = None;
+                *slot.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+                Ok(sender)
+            }
+            Err(message) => {
+                *failed() = Some((Instant::now(), message.clone()));
+                Err(error(message))
+            }
+        }
     }
 
     async fn connect(&self) -> Result<SendRequest<Body>, String> {
-        let connect = tokio::net::TcpStream::connect(self.address.as_str());
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        let timeout = self.connect_timeout;
+        let handshake = async {
+            let stream = tokio::net::TcpStream::connect(self.address.as_str())
+                .await
+                .map_err(|e| e.to_string())?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+                .keep_alive_while_idle(true)
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let (sender, connection) = tokio::time::timeout(timeout, handshake)
             .await
-            .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))?
-            .map_err(|e| e.to_string())?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
-            .keep_alive_while_idle(true)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| format!("no connection within {timeout:?}"))??;
         let authority = self.authority.to_string();
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -180,5 +209,57 @@ mod tests {
         );
         assert!(Backend::new("127.0.0.1:50051", 1).is_err());
         assert!(Backend::new("not a url", 1).is_err());
+    }
+
+    /// A listener whose accept queue is full: the kernel drops further
+    /// SYNs, so a connect hangs as towards a host that drops packets.
+    fn black_hole() -> (tokio::net::TcpListener, Vec<std::net::TcpStream>) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Never accepted: they fill the queue (a backlog of 0 holds one),
+        // until a connect times out.
+        let mut held = Vec::new();
+        for _ in 0..64 {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(s) => held.push(s),
+                Err(_) => return (listener, held),
+            }
+        }
+        panic!("the accept queue did not fill");
+    }
+
+    #[tokio::test]
+    async fn calls_waiting_for_a_failing_connect_share_its_failure() {
+        let (listener, _held) = black_hole();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let mut backend = Backend::new(&url, 1).unwrap();
+        backend.connect_timeout = Duration::from_millis(300);
+        let call = || {
+            let request = Request::builder()
+                .uri("/steward.audit.v1.AuditService/ListEvents")
+                .body(Body::empty())
+                .unwrap();
+            backend.call(request)
+        };
+        let all = futures_util::future::join_all((0..8).map(|_| call()));
+        let results = tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .expect("the calls end");
+        for result in &results {
+            assert!(
+                matches!(result, Err(ForwardError::Connect { .. })),
+                "{result:?}"
+            );
+        }
+        assert_eq!(
+            backend.attempts.load(Ordering::Relaxed),
+            1,
+            "eight calls waited for one attempt"
+        );
+        // A later call tries again.
+        assert!(call().await.is_err());
+        assert_eq!(backend.attempts.load(Ordering::Relaxed), 2);
     }
 }

@@ -9,7 +9,7 @@ use std::{
     net::IpAddr,
     sync::Arc,
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use futures_util::future::BoxFuture;
@@ -203,11 +203,27 @@ impl Shared {
                 },
                 Ok(Admitted::Forward { backend, token }) => {
                     prepare_forward(req.headers_mut(), &context, token.as_deref());
-                    match backend.call(req).await {
-                        Ok(response) => self.meter(&call, response),
-                        Err(error) => {
+                    // A backend that hangs (stopped, not closed) is given
+                    // the client's deadline and no more; its expiry is
+                    // DEADLINE_EXCEEDED, as gRPC says (tonic's server timeout
+                    // would cut the call at the same moment as CANCELLED).
+                    let deadline = grpc_timeout(req.headers());
+                    let forwarded = backend.call(req);
+                    let outcome = match deadline {
+                        Some(d) => tokio::time::timeout(d, forwarded).await.ok(),
+                        None => Some(forwarded.await),
+                    };
+                    match outcome {
+                        Some(Ok(response)) => self.meter(&call, response),
+                        Some(Err(error)) => {
                             tracing::warn!(%error, "backend call failed");
                             let status = Status::unavailable("the service is unavailable");
+                            self.respond_status(&call, status)
+                        }
+                        None => {
+                            let status = Status::deadline_exceeded(
+                                "the service did not answer within the call's deadline",
+                            );
                             self.respond_status(&call, status)
                         }
                     }
@@ -344,9 +360,46 @@ fn prepare_forward(headers: &mut http::HeaderMap, context: &RequestContext, toke
     steward_kit::telemetry::inject_current_headers(headers);
 }
 
+/// The call's `grpc-timeout` (1 to 8 digits and a unit: H, M, S, m, u,
+/// n); none when absent or malformed, as tonic's server reads it.
+fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at_checked(value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_timeouts_are_read_as_the_spec_writes_them() {
+        let read = |v: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("grpc-timeout", HeaderValue::from_str(v).unwrap());
+            grpc_timeout(&headers)
+        };
+        assert_eq!(read("300m"), Some(Duration::from_millis(300)));
+        assert_eq!(read("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(read("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(read("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "m", "123456789m", "10x", "-1S", "1.5S", "S1"] {
+            assert_eq!(read(bad), None, "{bad:?}");
+        }
+        assert_eq!(grpc_timeout(&http::HeaderMap::new()), None);
+    }
 
     #[test]
     fn routes_by_package() {

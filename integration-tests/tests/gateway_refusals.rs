@@ -419,3 +419,69 @@ async fn a_backend_down_is_unavailable_and_served_once_it_is_up() {
     list(&app).await.expect("served once audit is up");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_backend_that_hangs_answers_deadline_exceeded_within_the_callers_deadline() {
+    let audit = free_addr();
+    // Accepts connections and never answers: a stopped process, a full
+    // server, a black-holed network.
+    let listener = tokio::net::TcpListener::bind(audit).await.unwrap();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let spool = TempDir::new("steward-refusal-spool");
+    let app = TestApp::spawn_with(Options {
+        audit_listen: Some(audit),
+        gateway: Some(gateway_config(&spool)),
+        ..Options::default()
+    })
+    .await;
+    let token = app.token(
+        steward_integration_tests::ADMIN_ID,
+        &[steward_kit::auth::Role::UserAdmin],
+    );
+    // A raw HTTP/2 client: tonic's own client would give up at the same
+    // deadline (CANCELLED) and hide whether the gateway answered.
+    let message = prost::Message::encode_to_vec(&apb::ListEventsRequest {
+        filter: None,
+        page: Some(PageRequest {
+            page_size: 10,
+            page_token: String::new(),
+        }),
+    });
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let request = http::Request::builder()
+        .method("POST")
+        .uri("/steward.audit.v1.AuditService/ListEvents")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {token}"))
+        .header("grpc-timeout", "300m")
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            bytes::Bytes::from(frame),
+        )))
+        .unwrap();
+    let gateway = steward_gateway::backends::Backend::new(
+        app.gateway_endpoint.as_deref().expect("a gateway"),
+        1,
+    )
+    .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(20), gateway.call(request))
+        .await
+        .expect("the gateway answers at the deadline")
+        .expect("an HTTP response");
+    // A trailers-only answer: the status is in the headers.
+    assert_eq!(
+        response.headers().get("grpc-status").map(|v| v.as_bytes()),
+        Some(b"4".as_slice()),
+        "DEADLINE_EXCEEDED: {:?}",
+        response.headers()
+    );
+    silent.abort();
+    app.stop().await;
+}
