@@ -224,13 +224,12 @@ enum Tls {
 fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let key = format!("notifications.smtp.ca_file {}", path.display());
     let pem = std::fs::read(path).map_err(|e| format!("{key}: {e}"))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{key}: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("{key}: no PEM certificate in it"));
+    // Sections other than certificates (a key, say) are skipped; a file
+    // that is not PEM at all holds no certificate either.
+    match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+        Ok(certs) if !certs.is_empty() => Ok(certs),
+        _ => Err(format!("{key}: no PEM certificate in it")),
     }
-    Ok(certs)
 }
 
 /// Why a send failed.
@@ -298,11 +297,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("steward-ca-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
         let not_pem = dir.join("ca.pem");
-        std::fs::write(&not_pem, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        std::fs::write(&not_pem, "-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap();
+        let a_key = dir.join("key.pem");
+        std::fs::write(
+            &a_key,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
 
-        let error = refusal(&config(TlsMode::Starttls, &not_pem));
-        assert!(error.starts_with("notifications.smtp.ca_file"), "{error}");
-        assert!(error.contains("no PEM certificate"), "{error}");
+        for file in [&not_pem, &a_key] {
+            let error = refusal(&config(TlsMode::Starttls, file));
+            assert!(error.starts_with("notifications.smtp.ca_file"), "{error}");
+            assert!(error.contains("no PEM certificate"), "{error}");
+        }
         let error = refusal(&config(TlsMode::Tls, &dir.join("absent.pem")));
         assert!(error.contains("absent.pem"), "{error}");
         let error = refusal(&config(TlsMode::None, &not_pem));

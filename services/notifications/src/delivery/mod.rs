@@ -13,7 +13,7 @@ pub mod implicit_tls;
 pub mod store;
 pub mod transport;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use rand::Rng;
 use steward_kit::{Commands, RequestContext, auth::Caller, db::Pool, outbox::AuditRecord};
@@ -92,13 +92,15 @@ impl Dispatcher {
                 Vec::new()
             };
             let full_batch = free > 0 && claimed.len() == free;
+            let suppressed = this.suppressed_among(&claimed).await;
             for mail in claimed {
+                let suppressed = suppressed.contains(&address::normalize(&mail.recipient));
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     break;
                 };
                 let this = this.clone();
                 in_flight.spawn(async move {
-                    this.deliver(mail).await;
+                    this.deliver(mail, suppressed).await;
                     drop(permit);
                 });
             }
@@ -125,6 +127,26 @@ impl Dispatcher {
             tracing::warn!(%error, "cannot claim mail; retrying");
             Vec::new()
         })
+    }
+
+    /// The claimed mails' suppressed recipients: one query for the batch, a
+    /// moment before the sends (it was one query per mail). Empty when the
+    /// lookup fails: the mail is sent, as if checked a moment earlier.
+    async fn suppressed_among(&self, claimed: &[Claimed]) -> HashSet<String> {
+        if claimed.is_empty() {
+            return HashSet::new();
+        }
+        let addresses: Vec<String> = claimed
+            .iter()
+            .map(|m| address::normalize(&m.recipient))
+            .collect();
+        self.commands
+            .read(async |conn| Ok(suppressions::store::suppressed(conn, &addresses).await?))
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot read the suppression list; sending");
+                HashSet::new()
+            })
     }
 
     async fn recover(&self, lease: Duration) {
@@ -182,8 +204,8 @@ impl Dispatcher {
         self.config.delivery.retry()
     }
 
-    /// One attempt for one mail, recorded.
-    async fn deliver(&self, mail: Claimed) {
+    /// One attempt for one mail (or its suppression), recorded.
+    async fn deliver(&self, mail: Claimed, suppressed: bool) {
         let record = AuditRecord::new(
             SOURCE,
             "notifications.mail.sent",
@@ -196,18 +218,6 @@ impl Dispatcher {
         .comment("template_id", mail.template_id.clone())
         .comment("email", mail.recipient.clone())
         .comment("attempt", mail.attempts.to_string());
-        let normalized = address::normalize(&mail.recipient);
-        let suppressed = self
-            .commands
-            .read(async |conn| {
-                Ok(
-                    suppressions::store::suppressed(conn, std::slice::from_ref(&normalized))
-                        .await?,
-                )
-            })
-            .await
-            .map(|s| !s.is_empty())
-            .unwrap_or(false);
         let result = if suppressed {
             self.commands
                 .run(record, None, Ok(()), async |tx, ()| {
