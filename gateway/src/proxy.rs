@@ -205,12 +205,17 @@ impl Shared {
                     prepare_forward(req.headers_mut(), &context, token.as_deref());
                     // A backend that hangs (stopped, not closed) is given
                     // the client's deadline and no more; its expiry is
-                    // DEADLINE_EXCEEDED, as gRPC says (tonic's server timeout
-                    // would cut the call at the same moment as CANCELLED).
-                    let deadline = grpc_timeout(req.headers());
+                    // DEADLINE_EXCEEDED, as gRPC says. tonic's server layer
+                    // times the same deadline from a moment earlier and
+                    // would answer CANCELLED: ours ends DEADLINE_MARGIN
+                    // sooner (more than a timer tick), counted from arrival.
+                    let deadline = grpc_timeout(req.headers()).map(|d| {
+                        tokio::time::Instant::from_std(call.started)
+                            + d.saturating_sub(DEADLINE_MARGIN)
+                    });
                     let forwarded = backend.call(req);
                     let outcome = match deadline {
-                        Some(d) => tokio::time::timeout(d, forwarded).await.ok(),
+                        Some(at) => tokio::time::timeout_at(at, forwarded).await.ok(),
                         None => Some(forwarded.await),
                     };
                     match outcome {
@@ -359,6 +364,9 @@ fn prepare_forward(headers: &mut http::HeaderMap, context: &RequestContext, toke
     }
     steward_kit::telemetry::inject_current_headers(headers);
 }
+
+/// How much sooner than the client's deadline a forwarded call is cut.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(2);
 
 /// The call's `grpc-timeout` (1 to 8 digits and a unit: H, M, S, m, u,
 /// n); none when absent or malformed, as tonic's server reads it.

@@ -129,16 +129,8 @@ impl PostfixSink {
             .kill_on_drop(true)
             .spawn()
             .expect("start smtp-sink");
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Self { child, port, dir };
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("smtp-sink did not listen on {port}");
+        listening(port, "smtp-sink").await;
+        Self { child, port, dir }
     }
 
     fn count(&self) -> usize {
@@ -200,19 +192,11 @@ impl Stunnel {
             .kill_on_drop(true)
             .spawn()
             .expect("start stunnel4");
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Self {
-                    _child: child,
-                    port,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        listening(port, "stunnel").await;
+        Self {
+            _child: child,
+            port,
         }
-        panic!("stunnel did not listen on {port}");
     }
 }
 
@@ -221,6 +205,20 @@ impl Drop for PostfixSink {
         let _ = self.child.start_kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Waits up to 2 s for `port` on loopback to accept connections.
+async fn listening(port: u16, what: &str) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what} did not listen on {port}");
 }
 
 fn nix_is_root() -> bool {

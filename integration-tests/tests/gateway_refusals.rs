@@ -380,16 +380,12 @@ async fn forwarded_for_is_ignored_by_default_and_believed_from_configured_proxie
     app.stop().await;
 }
 
-/// A backend that is down answers UNAVAILABLE through the gateway (never
-/// INTERNAL), and is served again as soon as it is up: the gateway opens a
-/// new connection by itself.
-#[tokio::test]
-async fn a_backend_down_is_unavailable_and_served_once_it_is_up() {
-    let audit = free_addr();
-    let spool = TempDir::new("steward-refusal-spool");
-    let mut app = TestApp::spawn_with(Options {
+/// The suite with a gateway, its audit backend expected at `audit` (not
+/// started), and a USER_ADMIN token.
+async fn spawn_with_audit_at(audit: SocketAddr, spool: &TempDir) -> (TestApp, String) {
+    let app = TestApp::spawn_with(Options {
         audit_listen: Some(audit),
-        gateway: Some(gateway_config(&spool)),
+        gateway: Some(gateway_config(spool)),
         ..Options::default()
     })
     .await;
@@ -397,6 +393,17 @@ async fn a_backend_down_is_unavailable_and_served_once_it_is_up() {
         steward_integration_tests::ADMIN_ID,
         &[steward_kit::auth::Role::UserAdmin],
     );
+    (app, token)
+}
+
+/// A backend that is down answers UNAVAILABLE through the gateway (never
+/// INTERNAL), and is served again as soon as it is up: the gateway opens a
+/// new connection by itself.
+#[tokio::test]
+async fn a_backend_down_is_unavailable_and_served_once_it_is_up() {
+    let audit = free_addr();
+    let spool = TempDir::new("steward-refusal-spool");
+    let (mut app, token) = spawn_with_audit_at(audit, &spool).await;
     let list = |app: &TestApp| {
         let mut client = app.gw_audit(Some(token.clone()));
         async move {
@@ -433,16 +440,7 @@ async fn a_backend_that_hangs_answers_deadline_exceeded_within_the_callers_deadl
         }
     });
     let spool = TempDir::new("steward-refusal-spool");
-    let app = TestApp::spawn_with(Options {
-        audit_listen: Some(audit),
-        gateway: Some(gateway_config(&spool)),
-        ..Options::default()
-    })
-    .await;
-    let token = app.token(
-        steward_integration_tests::ADMIN_ID,
-        &[steward_kit::auth::Role::UserAdmin],
-    );
+    let (app, token) = spawn_with_audit_at(audit, &spool).await;
     // A raw HTTP/2 client: tonic's own client would give up at the same
     // deadline (CANCELLED) and hide whether the gateway answered.
     let message = prost::Message::encode_to_vec(&apb::ListEventsRequest {

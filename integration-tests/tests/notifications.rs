@@ -377,6 +377,17 @@ fn secure_config(
     c
 }
 
+/// A relay requiring STARTTLS with `pki`'s certificate and AUTH as
+/// `steward` / `relay-secret`.
+async fn starttls_relay(pki: &TestPki) -> Sink {
+    Sink::start_secure(Security {
+        tls: Some(pki),
+        auth: Some(("steward", "relay-secret")),
+        ..Default::default()
+    })
+    .await
+}
+
 /// Waits until `user_id`'s one mail was attempted and deferred.
 async fn deferred(app: &TestApp, user_id: &str) -> pb::Mail {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -399,12 +410,7 @@ async fn deferred(app: &TestApp, user_id: &str) -> pb::Mail {
 #[tokio::test]
 async fn starttls_and_auth_reach_a_relay_whose_certificate_a_private_ca_signed() {
     let pki = TestPki::generate();
-    let sink = Sink::start_secure(Security {
-        tls: Some(&pki),
-        auth: Some(("steward", "relay-secret")),
-        ..Default::default()
-    })
-    .await;
+    let sink = starttls_relay(&pki).await;
     let app = spawn(secure_config(sink.port, Some(&pki.ca_file), "relay-secret")).await;
     let n = notification("user.status.activated", &["tls@example.com"], &[]);
     let user_id = n.subject_user_id.clone();
@@ -454,38 +460,34 @@ async fn tls_from_the_first_byte_reaches_a_relay_on_the_smtps_port() {
 #[tokio::test]
 async fn an_untrusted_relay_or_a_refused_login_gets_no_mail_and_the_mail_waits() {
     let pki = TestPki::generate();
-    let sink = Sink::start_secure(Security {
-        tls: Some(&pki),
-        auth: Some(("steward", "relay-secret")),
-        ..Default::default()
-    })
-    .await;
+    let sink = starttls_relay(&pki).await;
     // Without the CA the relay's certificate is not trusted: nothing is
     // sent in clear text, and the mail is retried rather than failed.
-    let app = spawn(secure_config(sink.port, None, "relay-secret")).await;
-    let n = notification("user.status.activated", &["untrusted@example.com"], &[]);
-    let user_id = n.subject_user_id.clone();
-    enqueue(&app, vec![n]).await;
-    let mail = deferred(&app, &user_id).await;
-    assert!(
-        mail.last_error.contains("STARTTLS") && mail.last_error.contains("certificate"),
-        "{}",
+    let one_mail_deferred = async |config, to: &str| {
+        let app = spawn(config).await;
+        let n = notification("user.status.activated", &[to], &[]);
+        let user_id = n.subject_user_id.clone();
+        enqueue(&app, vec![n]).await;
+        let mail = deferred(&app, &user_id).await;
+        app.stop().await;
         mail.last_error
+    };
+    let error = one_mail_deferred(
+        secure_config(sink.port, None, "relay-secret"),
+        "untrusted@example.com",
+    )
+    .await;
+    assert!(
+        error.contains("STARTTLS") && error.contains("certificate"),
+        "{error}"
     );
-    app.stop().await;
-
     // A refused login is our configuration, not the message: deferred too.
-    let app = spawn(secure_config(sink.port, Some(&pki.ca_file), "wrong")).await;
-    let n = notification("user.status.activated", &["login@example.com"], &[]);
-    let user_id = n.subject_user_id.clone();
-    enqueue(&app, vec![n]).await;
-    let mail = deferred(&app, &user_id).await;
-    assert!(
-        mail.last_error.contains("AUTH") && mail.last_error.contains("535"),
-        "{}",
-        mail.last_error
-    );
-    app.stop().await;
+    let error = one_mail_deferred(
+        secure_config(sink.port, Some(&pki.ca_file), "wrong"),
+        "login@example.com",
+    )
+    .await;
+    assert!(error.contains("AUTH") && error.contains("535"), "{error}");
     assert_eq!(sink.count(), 0, "nothing reached the relay");
 }
 
