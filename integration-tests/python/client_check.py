@@ -8,7 +8,10 @@ from proto/ with grpcio-tools. Then, through the gateway: reads its
 reflection (and UNIMPLEMENTED for an unknown method), signs in as a
 USER_ADMIN with email and password, lists users, is refused without the
 role, and makes a gRPC-Web call (the browser wire format, spoken by hand
-over HTTP/1.1 with a CORS preflight). Exits non-zero on any mismatch.
+over HTTP/1.1 with a CORS preflight), reads a user's quotas and changes
+their group with notify on, finding the mail in a real SMTP server
+(aiosmtpd, python/smtp_sink.py) that `steward up` delivers to. Exits
+non-zero on any mismatch.
 
 usage: client_check.py --steward target/debug/steward
 """
@@ -187,9 +190,22 @@ def gateway_checks(steward: str, data_dir: str, env: dict, port: int, email: str
     return token
 
 
-def quota_and_mail_checks(port: int, token: str, user_id: str, user_email: str, data_dir: str) -> None:
+def start_smtp_sink(directory: Path):
+    """aiosmtpd (python/smtp_sink.py): the SMTP server `steward up` delivers to."""
+    sink_port = free_port()
+    sink = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("smtp_sink.py")), "--port", str(sink_port), "--dir", str(directory)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    ready = sink.stdout.readline().strip()
+    check(ready == f"ready {sink_port}", f"the SMTP sink (aiosmtpd) listens ({ready!r})")
+    return sink, sink_port
+
+
+def quota_and_mail_checks(port: int, token: str, user_id: str, user_email: str, sink_dir: Path) -> None:
     """Through the gateway: a user's quotas (the Quotas tab), then a group
-    change with notify on, whose mail `steward up` writes as an .eml file."""
+    change with notify on, whose mail `steward up` delivers over SMTP to the
+    sink."""
     from steward.accounts.v1 import accounts_service_pb2 as pb
     from steward.accounts.v1 import accounts_service_pb2_grpc as pb_grpc
     from steward.quotas.v1 import quotas_service_pb2 as quotas_pb
@@ -213,17 +229,17 @@ def quota_and_mail_checks(port: int, token: str, user_id: str, user_email: str, 
         metadata=auth,
     ).results
     check(results[0].user.group == "billing", "the group changed through the gateway, with notify on")
-    mail_dir = Path(data_dir) / "mail"
     found = []
     for _ in range(150):
-        found = [p for p in mail_dir.glob("*.eml") if user_email in p.read_text(errors="replace")] if mail_dir.exists() else []
+        found = [m for m in sink_dir.iterdir()
+                 if (m / "done").exists() and user_email in (m / "to").read_text().splitlines()]
         if found:
             break
         time.sleep(0.1)
-    check(bool(found), f"the group change's mail to {user_email} is in {mail_dir}")
+    check(len(found) == 1, f"the group change's mail to {user_email} reached the SMTP sink once ({len(found)})")
     if found:
-        text = found[0].read_text(errors="replace")
-        check("billing" in text.lower(), "the mail is rendered from the chosen template")
+        subject = (found[0] / "subject").read_text()
+        check("billing" in subject.lower(), f"the mail is rendered from the chosen template ({subject!r})")
 
 
 def main() -> None:
@@ -255,6 +271,13 @@ def main() -> None:
             STEWARD_AUDIT__LISTEN=f"127.0.0.1:{audit_port}",
             STEWARD_QUOTAS__LISTEN=f"127.0.0.1:{quotas_port}",
             STEWARD_NOTIFICATIONS__LISTEN=f"127.0.0.1:{notifications_port}",
+        )
+        sink_dir = tmp / "smtp-sink"
+        sink, sink_port = start_smtp_sink(sink_dir)
+        env.update(
+            STEWARD_NOTIFICATIONS__SMTP__HOST="127.0.0.1",
+            STEWARD_NOTIFICATIONS__SMTP__PORT=str(sink_port),
+            STEWARD_NOTIFICATIONS__SMTP__TLS="none",
         )
         data_dir = str(tmp / "data")
         log = open(tmp / "steward.log", "w")
@@ -317,7 +340,7 @@ def main() -> None:
             check(len(admins) == 1 and pb.ROLE_USER_ADMIN in admins[0].roles, "create-admin made a USER_ADMIN")
             password = created.split("password: ", 1)[1].split()[0]
             admin_token = gateway_checks(steward, data_dir, env, gateway_port, admin_email, password, admins[0].id)
-            quota_and_mail_checks(gateway_port, admin_token, ids[2], f"linus-{run}@py.example", data_dir)
+            quota_and_mail_checks(gateway_port, admin_token, ids[2], f"linus-{run}@py.example", sink_dir)
 
             try:
                 stub.CreateUser(pb.CreateUserRequest(email="not an email"), metadata=auth)
@@ -363,6 +386,8 @@ def main() -> None:
                 proc.kill()
                 code = None
             log.close()
+            sink.stdin.close()  # the sink stops when its stdin closes
+            sink.wait(timeout=30)
             if code != 0:
                 print((tmp / "steward.log").read_text(), file=sys.stderr)
         check(code == 0, "steward up shut down cleanly on SIGTERM")
