@@ -169,7 +169,8 @@ fn channel(url: &str) -> Result<Channel, String> {
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
-    Ok(Channel::balance_list(std::iter::once(endpoint)))
+    // One endpoint: no balancer in front of it (reconnects all the same).
+    Ok(endpoint.connect_lazy())
 }
 
 pub struct Application {

@@ -14,7 +14,7 @@ use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use chrono::{Duration, Utc};
 use futures_util::{SinkExt, StreamExt};
-use steward_integration_tests::{Options, TestApp, exec};
+use steward_integration_tests::{Options, TestApp, exec, stats::median};
 use steward_proto::{audit as pb, common};
 use tokio::sync::Mutex;
 
@@ -261,15 +261,11 @@ async fn main() {
         unary_ratio.push(unary / single);
         unary_copy.push(unary / copy);
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     println!(
         "median ratio batched/COPY {:.2}, unary/one-INSERT-per-transaction {:.2}, unary/COPY {:.3}",
-        median(batched_ratio),
-        median(unary_ratio),
-        median(unary_copy)
+        median(&mut batched_ratio),
+        median(&mut unary_ratio),
+        median(&mut unary_copy)
     );
     if seeded == 0 {
         // `-- 0`: the ingest figures only.

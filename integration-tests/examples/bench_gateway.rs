@@ -8,7 +8,7 @@
 //!
 //!     cargo run --release -p steward-integration-tests --example bench_gateway [calls] [clients] [rounds]
 //!
-//! The two sides alternate over `rounds` rounds (default 5) of `calls`
+//! The three sides alternate over `rounds` rounds (default 5) of `calls`
 //! calls each, so drift of the machine (on this shared 2-core host the
 //! direct p50 moved 0.34-0.49 ms between runs minutes apart) falls on
 //! both: rates are the median round's, latencies pooled over the rounds.
@@ -21,7 +21,7 @@ use std::{
 };
 
 use steward_gateway::{GatewayConfig, backends::Backend};
-use steward_integration_tests::{ADMIN_ID, AccountsClient, Options, TestApp};
+use steward_integration_tests::{ADMIN_ID, AccountsClient, Options, TestApp, stats::median};
 use steward_kit::auth::Role;
 use steward_proto::accounts as pb;
 
@@ -40,14 +40,13 @@ struct Figures {
 
 impl Side {
     fn figures(mut self) -> Figures {
-        self.rates.sort_by(f64::total_cmp);
         self.latencies.sort();
         let at = |q: f64| {
             self.latencies
                 [((self.latencies.len() as f64 * q) as usize).min(self.latencies.len() - 1)]
         };
         Figures {
-            rate: self.rates[self.rates.len() / 2],
+            rate: median(&mut self.rates),
             p50: at(0.50),
             p99: at(0.99),
         }
@@ -157,7 +156,7 @@ async fn main() {
     let bare_client = || {
         pb::accounts_service_client::AccountsServiceClient::with_interceptor(
             bare.clone(),
-            steward_integration_tests::Bearer(Some(token.clone())),
+            steward_integration_tests::Bearer::new(Some(token.clone())),
         )
     };
     let gateway_client = || app.gw_accounts(Some(token.clone()));

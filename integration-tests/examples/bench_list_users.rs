@@ -6,16 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use steward_integration_tests::{TestApp, exec};
+use steward_integration_tests::{TestApp, exec, stats::percentile};
 use steward_proto::{accounts as pb, common::PageRequest};
 
 const PAGES: usize = 20;
 const PAGE_SIZE: i32 = 50;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
 
 #[tokio::main]
 async fn main() {

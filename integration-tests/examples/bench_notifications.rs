@@ -33,7 +33,10 @@ use std::{
 };
 
 use sink::{Security, Sink, TestPki, smtp_config};
-use steward_integration_tests::{Options, TestApp};
+use steward_integration_tests::{
+    Options, TestApp,
+    stats::{median, percentile},
+};
 use steward_proto::{accounts as apb, notifications as pb};
 
 fn knob(name: &str, default: usize) -> usize {
@@ -108,10 +111,7 @@ impl PostfixSink {
     const BINARY: &str = "/usr/sbin/smtp-sink";
 
     async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = sink::free_port();
         let dir = sink::temp_dir("steward-smtp-sink");
         let mut command = tokio::process::Command::new(Self::BINARY);
         // As root it must drop privileges, so its dump folder is open to all.
@@ -170,10 +170,7 @@ impl Stunnel {
     const BINARY: &str = "/usr/bin/stunnel4";
 
     async fn start(pki: &TestPki, backend: u16) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = sink::free_port();
         let conf = pki.dir.join("stunnel.conf");
         std::fs::write(
             &conf,
@@ -279,16 +276,6 @@ impl Server {
                 .collect(),
         }
     }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 #[tokio::main]

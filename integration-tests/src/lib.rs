@@ -5,6 +5,7 @@
 pub mod db;
 pub mod raw;
 pub mod receiver;
+pub mod stats;
 pub mod tamper;
 
 use std::time::Duration;
@@ -68,7 +69,7 @@ pub type NotificationIngestClient =
 
 /// Adds `authorization: Bearer <token>` when set.
 #[derive(Clone)]
-pub struct Bearer(pub Option<String>);
+pub struct Bearer(Option<String>);
 
 impl Bearer {
     pub fn new(token: Option<String>) -> Self {

@@ -96,6 +96,14 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/smtp_sink.py")
 }
 
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// A fresh directory under the system temp dir.
 pub fn temp_dir(prefix: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::now_v7()));
@@ -111,11 +119,7 @@ impl Sink {
     }
 
     pub async fn start_with(greylist: u32) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        Self::start_on(port, greylist).await
+        Self::start_on(free_port(), greylist).await
     }
 
     /// Starts the sink on `port` (another sink's, once that one stopped).
@@ -125,11 +129,7 @@ impl Sink {
 
     /// Starts the sink on a free port requiring STARTTLS and/or AUTH.
     pub async fn start_secure(security: Security<'_>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        Self::start_secured(port, 2, security).await
+        Self::start_secured(free_port(), 2, security).await
     }
 
     async fn start_secured(port: u16, greylist: u32, security: Security<'_>) -> Self {
